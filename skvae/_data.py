@@ -1,0 +1,180 @@
+"""From arrays and CSR matrices to model-ready tensor batches.
+
+Training converts X once per fit into one float32 tensor (or the three arrays of a
+CSR matrix) on the training device and yields slices of a ``torch.randperm``
+order; sparse rows are densified a batch at a time with vectorised tensor ops.
+There is no per-row ``__getitem__`` and no Python loop over samples.
+"""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+#: Largest number of floats in one inference batch (rows x width x samples).
+INFERENCE_BATCH_FLOATS = 2**22
+
+
+def _fits_on_device(nbytes, device):
+    if torch.device(device).type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return nbytes < 0.5 * free
+
+
+class _CSRRows:
+    """The arrays of a CSR matrix as tensors, with vectorised row densification."""
+
+    def __init__(self, X, device, dtype):
+        X = sp.csr_matrix(X)
+        X.sum_duplicates()
+        self.shape = X.shape
+        self.indptr = torch.as_tensor(X.indptr.astype(np.int64), device=device)
+        self.indices = torch.as_tensor(X.indices.astype(np.int64), device=device)
+        self.data = torch.as_tensor(X.data, device=device, dtype=dtype)
+
+    def take(self, rows):
+        """Dense tensor of the rows ``rows`` (a LongTensor of row numbers)."""
+        starts = self.indptr[rows]
+        counts = self.indptr[rows + 1] - starts
+        total = int(counts.sum())
+        out = torch.zeros(len(rows), self.shape[1], dtype=self.data.dtype,
+                          device=self.data.device)
+        if total:
+            row_of = torch.repeat_interleave(torch.arange(len(rows), device=rows.device),
+                                             counts, output_size=total)
+            first = torch.cumsum(counts, 0) - counts
+            pos = (torch.arange(total, device=rows.device)
+                   - torch.repeat_interleave(first - starts, counts, output_size=total))
+            out[row_of, self.indices[pos]] = self.data[pos]
+        return out
+
+    def subset(self, rows):
+        new = object.__new__(_CSRRows)
+        dense_rows = rows.cpu().numpy()
+        X = sp.csr_matrix((self.data.cpu().numpy(), self.indices.cpu().numpy(),
+                           self.indptr.cpu().numpy()), shape=self.shape)[dense_rows]
+        new.__init__(X, self.data.device, self.data.dtype)
+        return new
+
+
+class TrainingData(torch.utils.data.Dataset):
+    """The training rows of X, standardized, as float32 tensors.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+    mean, scale : ndarray of shape (n_features,) or None
+        The model sees ``(X - mean) / scale``; ``None`` leaves X as it is.
+    device : str
+        Where the model trains. Dense data moves there once when it fits in half
+        of the free device memory, and a batch at a time otherwise.
+    """
+
+    def __init__(self, X, mean=None, scale=None, device="cpu"):
+        self.device = torch.device(device)
+        dtype = torch.float32
+        if sp.issparse(X):
+            store = self.device if _fits_on_device(X.data.nbytes * 3, device) else "cpu"
+            self.rows = _CSRRows(X, store, dtype)
+            self.X = None
+        else:
+            store = self.device if _fits_on_device(X.size * 4, device) else "cpu"
+            self.X = torch.as_tensor(np.asarray(X)).to(device=store, dtype=dtype, copy=True)
+            self.rows = None
+        self.store = torch.device(store)
+        self.mean = None if mean is None else torch.as_tensor(mean, dtype=dtype, device=store)
+        self.scale = None if scale is None else torch.as_tensor(scale, dtype=dtype, device=store)
+        if self.X is not None and self.mean is not None:  # standardize dense data once
+            self.X.sub_(self.mean).div_(self.scale)
+
+    def __len__(self):
+        return self.X.shape[0] if self.X is not None else self.rows.shape[0]
+
+    def take(self, rows):
+        """Model-ready batch for ``rows``: a slice or a LongTensor on ``self.store``."""
+        if self.X is not None:
+            batch = self.X[rows] if isinstance(rows, slice) else self.X.index_select(0, rows)
+        else:
+            if isinstance(rows, slice):
+                rows = torch.arange(len(self), device=self.store)[rows]
+            batch = self.rows.take(rows)
+            if self.mean is not None:
+                batch = (batch - self.mean) / self.scale
+        return batch.to(self.device, non_blocking=True)
+
+    def subset(self, rows):
+        """A new ``TrainingData`` with only ``rows`` (a CPU LongTensor)."""
+        new = object.__new__(TrainingData)
+        new.__dict__.update(self.__dict__)
+        if self.X is not None:
+            new.X = self.X.index_select(0, rows.to(self.store))
+        else:
+            new.rows = self.rows.subset(rows)
+        return new
+
+
+class BatchIterator:
+    """Mini-batches of a :class:`TrainingData`: slices of one permutation per epoch.
+
+    Used as skorch's ``iterator_train`` and ``iterator_valid``; yields
+    ``(batch, None)`` pairs, as skorch expects ``(X, y)``.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self):
+        n, size = len(self.dataset), self.batch_size
+        if not self.shuffle:
+            for start in range(0, n, size):
+                yield self.dataset.take(slice(start, start + size)), None
+            return
+        order = torch.randperm(n, generator=self.generator, device=self.generator.device)
+        order = order.to(self.dataset.store)
+        for start in range(0, n, size):
+            yield self.dataset.take(order[start:start + size]), None
+
+
+def validation_split(n_samples, validation_fraction, generator):
+    """Random ``(train_rows, valid_rows)`` LongTensors for early stopping.
+
+    The validation part has ``ceil(validation_fraction * n_samples)`` rows, as in
+    :func:`sklearn.model_selection.train_test_split`.
+    """
+    n_valid = math.ceil(validation_fraction * n_samples)
+    if n_samples - n_valid < 1:
+        raise ValueError(
+            f"early_stopping=True holds out validation_fraction={validation_fraction} "
+            f"of the data, which leaves no training rows for n_samples={n_samples}; "
+            "pass more samples or set early_stopping=False."
+        )
+    order = torch.randperm(n_samples, generator=generator)
+    return order[n_valid:], order[:n_valid]
+
+
+def inference_batches(X, mean, scale, device, dtype, width=1):
+    """Yield consecutive model-ready tensor batches of X for inference.
+
+    Each batch has at most :data:`INFERENCE_BATCH_FLOATS` / ``width`` rows, so
+    that ``width`` (features times importance samples, say) bounds the memory
+    of the largest intermediate. Sparse batches are densified one at a time.
+    """
+    n = X.shape[0]
+    rows = max(1, min(n, INFERENCE_BATCH_FLOATS // max(1, width)))
+    mean_t = None if mean is None else torch.as_tensor(mean, dtype=dtype, device=device)
+    scale_t = None if scale is None else torch.as_tensor(scale, dtype=dtype, device=device)
+    for start in range(0, n, rows):
+        chunk = X[start:start + rows]
+        chunk = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+        batch = torch.as_tensor(chunk).to(device=device, dtype=dtype)
+        if mean_t is not None:
+            batch = (batch - mean_t) / scale_t
+        yield batch

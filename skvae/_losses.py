@@ -1,0 +1,139 @@
+"""Pure loss functions of the VAE, one value per sample, in nats.
+
+Training takes the mean of these values and ``score_samples`` returns them as they
+are, so the number a user scores with is the number the model was trained on.
+"""
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+_LOG_2PI = math.log(2 * math.pi)
+
+# Table sizes for deterministic scoring noise: Mersenne primes, so that any
+# stride in [1, M-1] visits M distinct rows of the table.
+_TABLE_SIZES = (8191, 131071, 524287)
+MAX_IMPORTANCE_SAMPLES = _TABLE_SIZES[-1]
+
+
+def gaussian_log_likelihood(x, mean, log_var):
+    """Sum over features of log N(x; mean, exp(log_var)), shape ``x.shape[:-1]``."""
+    return -0.5 * (_LOG_2PI + log_var + (x - mean).square() * torch.exp(-log_var)).sum(-1)
+
+
+def bernoulli_log_likelihood(x, logits):
+    """Sum over features of x log p + (1 - x) log(1 - p) with p = sigmoid(logits)."""
+    return -F.binary_cross_entropy_with_logits(
+        logits, x.expand_as(logits), reduction="none"
+    ).sum(-1)
+
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions."""
+    return 0.5 * (mu.square() + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+
+
+def standard_normal_log_density(z):
+    """Sum over the last axis of log N(z; 0, 1)."""
+    return -0.5 * (_LOG_2PI + z.square()).sum(-1)
+
+
+def reconstruction_log_likelihood(module, x, z):
+    """log p(x | z) under the module's likelihood, broadcasting ``z``'s leading axes."""
+    out = module.decode(z)
+    if module.likelihood == "bernoulli":
+        return bernoulli_log_likelihood(x, out)
+    return gaussian_log_likelihood(x, out, module.log_variance())
+
+
+def elbo(module, x, eps, kl_weight=1.0):
+    """Per-sample ELBO with one reparameterised draw: E_q[log p(x|z)] - w * KL.
+
+    Parameters
+    ----------
+    module : VAEModule
+    x : Tensor of shape (n, n_features)
+    eps : Tensor of shape (n, n_components)
+        Standard normal noise; ``z = mu + exp(logvar / 2) * eps``.
+    kl_weight : float
+        Weight of the analytic KL term (``beta`` or its warm-up value). The
+        evidence lower bound itself is ``kl_weight=1``.
+    """
+    mu, logvar = module.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    return reconstruction_log_likelihood(module, x, z) - kl_weight * gaussian_kl(mu, logvar)
+
+
+def iwae_bound(module, x, eps):
+    """Per-sample importance-weighted bound (Burda et al. 2016) with K draws.
+
+    ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, with ``z_k = mu + sigma * eps[:, k]``
+    for ``eps`` of shape ``(n, K, n_components)``. All K draws go through the
+    decoder in one batched call and are combined with ``torch.logsumexp``.
+    """
+    mu, logvar = module.encode(x)
+    std = torch.exp(0.5 * logvar)
+    z = mu.unsqueeze(1) + std.unsqueeze(1) * eps  # (n, K, d)
+    log_q = standard_normal_log_density(eps) - 0.5 * logvar.sum(-1, keepdim=True)
+    log_w = (
+        reconstruction_log_likelihood(module, x.unsqueeze(1), z)
+        + standard_normal_log_density(z)
+        - log_q
+    )
+    return torch.logsumexp(log_w, dim=1) - math.log(eps.shape[1])
+
+
+def kl_weight(epoch, beta, warmup_epochs):
+    """KL weight at (0-based) ``epoch``: a linear ramp from 0 to ``beta``.
+
+    With ``warmup_epochs=0`` the weight is ``beta`` from the start; otherwise it
+    is ``beta * epoch / warmup_epochs`` until it reaches ``beta``.
+    """
+    if warmup_epochs <= 0:
+        return float(beta)
+    return float(beta) * min(1.0, epoch / warmup_epochs)
+
+
+class RowNoise:
+    """Deterministic standard-normal noise for scoring, a function of each row.
+
+    Each row of ``x`` is hashed from the bits of its values and picks
+    ``n_importance_samples`` distinct rows of a standard-normal table drawn once
+    from ``seed`` (a start and a stride modulo the table's prime size). The noise
+    of a row depends on that row alone, not on its position or on the other rows
+    of the call, so scores are deterministic and invariant to batching and
+    subsetting, while different rows still see different draws.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the table and of the hash weights.
+    n_components : int
+        Latent dimensions.
+    """
+
+    def __init__(self, seed, n_components):
+        self.seed = int(seed)
+        self.n_components = n_components
+        self._cache = {}
+
+    def _tables(self, size, width, device, dtype):
+        key = (size, width, str(device), dtype)
+        if key not in self._cache:
+            gen = torch.Generator().manual_seed(self.seed)
+            table = torch.randn(size, self.n_components, generator=gen, dtype=torch.float64)
+            weights = torch.randint(1, 2**24, (width,), generator=gen)
+            self._cache[key] = (table.to(device=device, dtype=dtype), weights.to(device))
+        return self._cache[key]
+
+    def __call__(self, x, n_importance_samples):
+        """Noise of shape ``(len(x), n_importance_samples, n_components)``."""
+        size = next(m for m in _TABLE_SIZES if m >= n_importance_samples)
+        chunks = x.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF
+        table, weights = self._tables(size, chunks.shape[1], x.device, x.dtype)
+        h = (chunks * weights).sum(-1)  # < 2**40 * width: no overflow below 2**23 columns
+        start = h % size
+        stride = 1 + (h // size) % (size - 1)
+        k = torch.arange(n_importance_samples, device=x.device)
+        return table[(start.unsqueeze(1) + k * stride.unsqueeze(1)) % size]

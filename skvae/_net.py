@@ -1,0 +1,138 @@
+"""Training through skorch: the ``NeuralNet`` subclass and skvae's callbacks.
+
+The estimator builds one :class:`VAENet` per call to ``fit`` or ``partial_fit``
+(see ``VAETransformer._build_net``); users never see it. Only skorch's documented
+extension points are overridden: ``get_loss``, ``train_step_single``,
+``validation_step`` and ``get_default_callbacks``.
+"""
+
+import math
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import (Callback, EarlyStopping, EpochTimer, PassthroughScoring,
+                              PrintLog, ProgressBar)
+
+from ._losses import elbo, kl_weight
+
+
+class NegativeELBO(torch.nn.Module):
+    """skorch criterion: the batch mean of the negative per-sample ELBO."""
+
+    def forward(self, per_sample_elbo, y=None):
+        return -per_sample_elbo.mean()
+
+
+class KLWarmup(Callback):
+    """Set the KL weight at the start of each epoch (linear warm-up to ``beta``).
+
+    The weight comes from :func:`skvae._losses.kl_weight` and is recorded in the
+    history as ``kl_weight``. Epochs count across ``partial_fit`` calls.
+    """
+
+    def __init__(self, beta=1.0, warmup_epochs=0):
+        self.beta = beta
+        self.warmup_epochs = warmup_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        weight = kl_weight(len(net.history) - 1, self.beta, self.warmup_epochs)
+        net.kl_weight_ = weight
+        net.history.record("kl_weight", weight)
+
+
+class FiniteLossCheck(Callback):
+    """Stop training with a clear error when the loss stops being finite."""
+
+    def __init__(self, learning_rate=None):
+        self.learning_rate = learning_rate
+
+    def on_epoch_end(self, net, **kwargs):
+        for key in ("train_loss", "valid_loss"):
+            value = net.history[-1].get(key)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(
+                    f"The training loss became {value} ({key}) at epoch "
+                    f"{len(net.history)}: the optimisation diverged. Lower "
+                    f"learning_rate (got {self.learning_rate}), or check the data "
+                    "for extreme values."
+                )
+
+
+class VAENet(NeuralNet):
+    """skorch ``NeuralNet`` that trains a :class:`~skvae._module.VAEModule`.
+
+    Parameters
+    ----------
+    module : VAEModule
+        An initialised module; it is trained in place.
+    beta : float
+        KL weight of the validation loss (the objective once warm-up is over).
+    noise_generator : torch.Generator
+        Source of the reparameterisation noise, on the training device.
+    valid_noise : callable
+        ``valid_noise(x, 1)`` gives the deterministic noise of the validation
+        loss (:class:`skvae._losses.RowNoise`).
+    skvae_callbacks : list of (name, Callback)
+        skvae's own callbacks; they run before the user's ``callbacks``.
+    **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+    """
+
+    def __init__(self, module, *, beta=1.0, noise_generator=None, valid_noise=None,
+                 skvae_callbacks=(), **kwargs):
+        super().__init__(module, criterion=NegativeELBO, **kwargs)
+        self.beta = beta
+        self.noise_generator = noise_generator
+        self.valid_noise = valid_noise
+        self.skvae_callbacks = skvae_callbacks
+        self.kl_weight_ = beta
+
+    def get_default_callbacks(self):
+        callbacks = [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            *self.skvae_callbacks,
+        ]
+        if self.verbose >= 1:
+            callbacks.append(("print_log", PrintLog(keys_ignored=["kl_weight"])))
+        if self.verbose >= 2:
+            callbacks.append(("progress_bar", ProgressBar()))
+        return callbacks
+
+    def get_loss(self, y_pred, y_true=None, X=None, training=False):
+        """Mean negative ELBO of the batch; ``y_pred`` holds the per-sample ELBO."""
+        return self.criterion_(y_pred)
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        x, _ = batch
+        eps = torch.randn(x.shape[0], self.module_.n_components, generator=self.noise_generator,
+                          device=x.device, dtype=x.dtype)
+        per_sample = elbo(self.module_, x, eps, self.kl_weight_)
+        loss = self.get_loss(per_sample, X=x, training=True)
+        loss.backward()
+        return {"loss": loss, "y_pred": per_sample}
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        x, _ = batch
+        with torch.no_grad():
+            eps = self.valid_noise(x, 1)[:, 0]
+            per_sample = elbo(self.module_, x, eps, self.beta)
+            loss = self.get_loss(per_sample, X=x, training=False)
+        return {"loss": loss, "y_pred": per_sample}
+
+
+def build_callbacks(*, beta, kl_warmup_epochs, learning_rate, early_stopping,
+                    n_iter_no_change):
+    """skvae's callbacks in the order they run (before any user callbacks)."""
+    callbacks = [
+        ("kl_warmup", KLWarmup(beta, kl_warmup_epochs)),
+        ("finite_loss", FiniteLossCheck(learning_rate)),
+    ]
+    if early_stopping:
+        # prints "Stopping since ..." only when the net is verbose
+        callbacks.append(("early_stopping", EarlyStopping(
+            monitor="valid_loss", patience=n_iter_no_change, load_best=True)))
+    return callbacks

@@ -1,0 +1,699 @@
+"""The scikit-learn estimator: ``VAETransformer``.
+
+This module holds the scikit-learn contract (parameters, validation, fitted
+attributes, persistence); the network is in ``_module.py``, the objective in
+``_losses.py``, data iteration in ``_data.py`` and the training loop in ``_net.py``.
+"""
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                          _fit_context)
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import (Interval, InvalidParameterError, StrOptions,
+                                             validate_params)
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._data import BatchIterator, TrainingData, inference_batches, validation_split
+from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
+from ._module import ACTIVATIONS, VAEModule
+from ._net import VAENet, build_callbacks
+from ._utils import (adam_options, check_device_name, derive_seed, make_generator, make_seed,
+                     resolve_device)
+
+# the parts of a fitted model that a warm start must keep
+_ARCHITECTURE = ("n_components", "hidden_layer_sizes", "activation", "likelihood")
+
+
+class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Variational autoencoder as a scikit-learn transformer.
+
+    Learns a nonlinear latent-variable model of X (Kingma & Welling, 2014): an MLP
+    encoder maps each sample to a diagonal Gaussian posterior over
+    ``n_components`` latent variables, and a mirrored decoder maps latent codes
+    back to the parameters of a Gaussian or Bernoulli likelihood. ``transform``
+    returns the posterior means, so the estimator can replace
+    :class:`~sklearn.decomposition.PCA` in a pipeline; ``score`` returns the
+    average log-likelihood bound per sample, in nats and in the units of X, so
+    the two can be compared and tuned on the same number.
+
+    Training runs through `skorch <https://skorch.readthedocs.io>`_ on PyTorch,
+    on a GPU when there is one (``device="auto"``).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of latent dimensions.
+
+    hidden_layer_sizes : int or tuple of int, default=(256, 128)
+        Widths of the encoder's hidden layers; the decoder uses them in reverse
+        order. An empty tuple maps data and latent space linearly.
+
+    activation : {"relu", "tanh", "logistic", "elu", "gelu", "identity"}, \
+            default="relu"
+        Nonlinearity after each hidden layer. ``"identity"`` gives a linear VAE,
+        close to probabilistic PCA with one noise variance per feature.
+
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        Observation model p(x | z). ``"gaussian"``: real-valued data, modelled
+        after standardization (see ``mean_`` and ``scale_``) with a decoded mean
+        and a learned variance per feature, at least ``1e-3`` in standardized
+        units. ``"bernoulli"``: data in [0, 1] such as pixel intensities; other
+        values raise a ``ValueError``.
+
+    beta : float, default=1.0
+        Weight of the KL term in the training objective (beta-VAE). ``score``
+        always uses the true bound (weight 1).
+
+    kl_warmup_epochs : int, default=0
+        Epochs over which the KL weight rises linearly from 0 to ``beta``.
+        0 means no warm-up.
+
+    max_epochs : int, default=200
+        Passes over the training data.
+
+    batch_size : int, default=128
+        Mini-batch size.
+
+    learning_rate : float, default=1e-3
+        Step size of the Adam optimizer.
+
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of X and stop when the held-out loss
+        has not improved for ``n_iter_no_change`` epochs, then restore the
+        weights of the best epoch.
+
+    validation_fraction : float, default=0.1
+        Share of X held out when ``early_stopping=True``.
+
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``.
+
+    callbacks : list of skorch callbacks, default=None
+        Extra :mod:`skorch.callbacks` (instances or ``(name, callback)`` pairs),
+        run after skvae's own. Each ``fit`` uses fresh copies.
+
+    warm_start : bool, default=False
+        When True, ``fit`` continues from the fitted weights (and optimizer
+        state) instead of starting afresh.
+
+    verbose : int, default=0
+        0 prints nothing; 1 prints a table with one row per epoch; 2 also
+        shows a progress bar within each epoch.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, the validation split, the
+        reparameterisation noise and :meth:`sample`. With an int, two fits on
+        the CPU give identical results. NumPy's and PyTorch's global random
+        states are never used or changed.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network (a ``skvae._module.VAEModule``).
+
+    history_ : skorch.History
+        One entry per epoch with ``train_loss`` and, with early stopping,
+        ``valid_loss`` (mean negative ELBO per sample in standardized units),
+        ``kl_weight`` and ``dur`` (seconds). ``history_[:, "train_loss"]``
+        gives the training curve.
+
+    n_epochs_ : int
+        Epochs trained, counted across ``partial_fit`` and warm-started fits.
+
+    mean_ : ndarray of shape (n_features_in_,)
+        Per-feature mean subtracted before modelling (zeros for
+        ``likelihood="bernoulli"``, whose data are modelled as given).
+
+    scale_ : ndarray of shape (n_features_in_,)
+        Per-feature standard deviation divided out before modelling; 1 for
+        constant features and for ``likelihood="bernoulli"``.
+
+    device_ : str
+        The device the model was trained on.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : Linear projection with a Gaussian likelihood
+        (``PCA.score`` is in the same units as ``VAETransformer.score``).
+    sklearn.decomposition.FactorAnalysis : Linear Gaussian latent-variable model
+        with one noise variance per feature.
+
+    Notes
+    -----
+    The training objective is the evidence lower bound (ELBO)
+    ``E_q[log p(x | z)] - beta * KL(q(z | x) || p(z))`` with one
+    reparameterised draw per sample and the analytic KL term. ``score_samples``
+    returns the ELBO (beta = 1), or the importance-weighted bound of Burda et
+    al. (2016) with ``n_importance_samples`` > 1. Both use noise derived from
+    each sample's values, so they are deterministic and a sample's value does
+    not depend on the other samples in the call.
+
+    Inference runs in the precision of the input: float64 X is scored and
+    transformed in float64 (exactly reproducible for any batching), float32 X
+    in float32 (faster). Training always runs in float32.
+
+    References
+    ----------
+    Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes. ICLR.
+
+    Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
+    Autoencoders. ICLR.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skvae import VAETransformer
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> vae = VAETransformer(n_components=2, max_epochs=2, random_state=0)
+    >>> vae.fit_transform(X).shape
+    (1797, 2)
+    >>> vae.inverse_transform(vae.transform(X[:5])).shape
+    (5, 64)
+    >>> vae.score_samples(X[:5], n_importance_samples=10).shape
+    (5,)
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "kl_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "callbacks": [list, None],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(256, 128),
+        activation="relu",
+        likelihood="gaussian",
+        beta=1.0,
+        kl_warmup_epochs=0,
+        max_epochs=200,
+        batch_size=128,
+        learning_rate=1e-3,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        device="auto",
+        callbacks=None,
+        warm_start=False,
+        verbose=0,
+        random_state=None,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fitting
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the model to X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. Sparse matrices are densified one batch at a time.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, epochs=self.max_epochs, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train for one epoch on X, initialising the model on the first call.
+
+        Use it for data that arrive in chunks (out-of-core training) or to
+        control training epoch by epoch (e.g. pruning in a hyperparameter
+        search). No data are held out: ``early_stopping`` does not apply.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used (and not validated), present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, epochs=1, incremental=True)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """Fit the model to X and return the posterior means of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components)
+            Posterior means (the latent codes) of X.
+        """
+        return self.fit(X).transform(X)
+
+    def _fit(self, X, *, epochs, incremental):
+        # All or nothing: a failure anywhere restores the estimator as it was
+        # (unfitted, or fitted with its previous attributes and weights).
+        saved = dict(self.__dict__)
+        try:
+            self._fit_unchecked(X, epochs=epochs, incremental=incremental)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self
+
+    def _fit_unchecked(self, X, *, epochs, incremental):
+        self._check_remaining_params()
+        fitted = self.__sklearn_is_fitted__()
+        resume = fitted and (incremental or self.warm_start)
+        if resume:
+            self._check_same_architecture()
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                          reset=not resume)
+        _check_support(X, self.likelihood)
+        device = resolve_device(self.device)
+
+        if resume:
+            base_seed = self._base_seed
+            call_seed = derive_seed(base_seed, self.n_epochs_)
+            mean, scale = self.mean_, self.scale_
+            module = copy.deepcopy(self.module_).to(device)
+        else:
+            base_seed = call_seed = make_seed(self.random_state)
+            mean, scale = self._standardization(X)
+            module = self._build_module(X.shape[1], make_generator(derive_seed(call_seed, 0)))
+            module = module.to(device)
+
+        data = TrainingData(X, mean=mean if self.likelihood == "gaussian" else None,
+                            scale=scale if self.likelihood == "gaussian" else None,
+                            device=device)
+        valid = None
+        if self.early_stopping and not incremental:
+            train_rows, valid_rows = validation_split(
+                len(data), self.validation_fraction, make_generator(derive_seed(call_seed, 1)))
+            data, valid = data.subset(train_rows), data.subset(valid_rows)
+
+        noise_seed = derive_seed(base_seed, 4)
+        net = self._build_net(module, device, call_seed, noise_seed, epochs, valid)
+        net.initialize()
+        if resume:
+            net.optimizer_.load_state_dict(copy.deepcopy(self._optimizer_state))
+            net.history_ = copy.deepcopy(self.history_)
+        net.partial_fit(data)
+
+        self.mean_, self.scale_ = mean, scale
+        self.history_ = net.history_
+        self.n_epochs_ = len(net.history_)
+        self.device_ = device
+        self._optimizer_state = net.optimizer_.state_dict()
+        self._base_seed, self._noise_seed = base_seed, noise_seed
+        self.module_ = net.module_  # last: its presence means "fitted"
+
+    def _check_remaining_params(self):
+        """Checks that ``_parameter_constraints`` cannot express."""
+        if not check_device_name(self.device):
+            raise InvalidParameterError(
+                "The 'device' parameter of VAETransformer must be 'auto', 'cpu', 'cuda' "
+                f"or 'cuda:N' (N an integer). Got {self.device!r} instead."
+            )
+        sizes = _hidden_sizes(self.hidden_layer_sizes)
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
+            raise InvalidParameterError(
+                "The 'hidden_layer_sizes' parameter of VAETransformer must be an int "
+                "or a sequence of ints >= 1 (the widths of the hidden layers). Got "
+                f"{self.hidden_layer_sizes!r} instead."
+            )
+
+    def _check_same_architecture(self):
+        fitted = self._fitted_architecture
+        for name in _ARCHITECTURE:
+            new = getattr(self, name)
+            if name == "hidden_layer_sizes":
+                new = _hidden_sizes(new)
+            if new != fitted[name]:
+                raise ValueError(
+                    f"Cannot continue training with {name}={new!r}: the fitted model has "
+                    f"{name}={fitted[name]!r}. Set warm_start=False (or refit with fit "
+                    "instead of partial_fit) to train a new model."
+                )
+
+    @property
+    def _fitted_architecture(self):
+        module = self.module_
+        return {
+            "n_components": module.n_components,
+            "hidden_layer_sizes": module.hidden_layer_sizes,
+            "activation": module.activation,
+            "likelihood": module.likelihood,
+        }
+
+    def _standardization(self, X):
+        if self.likelihood == "bernoulli":
+            return np.zeros(X.shape[1]), np.ones(X.shape[1])
+        scaler = StandardScaler(with_mean=False).fit(X)  # sparse-aware; scale_ 1 if constant
+        return scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
+
+    def _build_module(self, n_features, generator):
+        # Built on the meta device (no global random draws), then initialised
+        # on the CPU from our own generator: the same weights on every device.
+        with torch.device("meta"):
+            module = VAEModule(n_features, self.n_components,
+                               _hidden_sizes(self.hidden_layer_sizes), self.activation,
+                               self.likelihood)
+        return module.to_empty(device="cpu").reset_parameters(generator)
+
+    def _build_net(self, module, device, seed, noise_seed, epochs, valid):
+        """Map the estimator's flat parameters onto skorch's prefixed ones."""
+        shuffle_gen = make_generator(derive_seed(seed, 2), device)
+        return VAENet(
+            module,
+            beta=self.beta,
+            noise_generator=make_generator(derive_seed(seed, 3), device),
+            valid_noise=RowNoise(noise_seed, self.n_components),
+            skvae_callbacks=build_callbacks(
+                beta=self.beta, kl_warmup_epochs=self.kl_warmup_epochs,
+                learning_rate=self.learning_rate,
+                early_stopping=self.early_stopping and valid is not None,
+                n_iter_no_change=self.n_iter_no_change),
+            callbacks=copy.deepcopy(self.callbacks) or [],
+            optimizer=torch.optim.Adam,
+            lr=self.learning_rate,
+            **{f"optimizer__{k}": v for k, v in adam_options(device).items()},
+            max_epochs=epochs,
+            batch_size=self.batch_size,
+            iterator_train=BatchIterator,
+            iterator_train__shuffle=True,
+            iterator_train__generator=shuffle_gen,
+            iterator_valid=BatchIterator,
+            train_split=None if valid is None else (lambda dataset: (dataset, valid)),
+            device=device,
+            verbose=self.verbose,
+        )
+
+    # ---------------------------------------------------------------- inference
+
+    def _inference(self, X, fn, width=1):
+        """Apply ``fn(module, batch)`` to model-ready batches of X; concatenate."""
+        dtype = torch.float64 if X.dtype == np.float64 else torch.float32
+        module = self.module_
+        if dtype != torch.float32:  # a float64 copy; the fitted weights stay float32
+            module = copy.deepcopy(module).to(dtype)
+        device = next(module.parameters()).device
+        gaussian = module.likelihood == "gaussian"
+        module.eval()
+        out = []
+        with torch.inference_mode():
+            for batch in inference_batches(X, self.mean_ if gaussian else None,
+                                           self.scale_ if gaussian else None,
+                                           device, dtype, width):
+                out.append(fn(module, batch).cpu().numpy())
+        if not out:
+            return np.empty((0,), dtype=X.dtype)
+        return np.concatenate(out)
+
+    def transform(self, X):
+        """Encode X: the means of the approximate posterior q(z | x).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to encode.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components)
+            Latent codes; float32 for float32 input, float64 otherwise.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                          reset=False)
+        return self._inference(X, lambda module, x: module.encode(x)[0], X.shape[1])
+
+    def inverse_transform(self, X):
+        """Decode latent codes into the original feature space and units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Latent codes, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features_in_)
+            Means of p(x | z): in the units of the training data for the
+            Gaussian likelihood, probabilities in [0, 1] for the Bernoulli one.
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=[np.float64, np.float32], input_name="X")
+        n_components = self.module_.n_components
+        if Z.shape[1] != n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} columns, but inverse_transform expects latent codes "
+                f"with n_components={n_components} columns."
+            )
+        dtype = torch.float64 if Z.dtype == np.float64 else torch.float32
+        module = self.module_ if dtype == torch.float32 else copy.deepcopy(self.module_).to(dtype)
+        device = next(module.parameters()).device
+        module.eval()
+        out = []
+        with torch.inference_mode():
+            for z in inference_batches(Z, None, None, device, dtype, self.n_features_in_):
+                out.append(module.decoder_mean(z).cpu().numpy())
+        X_original = np.concatenate(out) if out else np.empty((0, self.n_features_in_), Z.dtype)
+        if module.likelihood == "gaussian":
+            X_original = X_original * self.scale_.astype(Z.dtype) + self.mean_.astype(Z.dtype)
+        return X_original
+
+    def score_samples(self, X, n_importance_samples=1):
+        """Log-likelihood bound of each sample, in nats, in the units of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to score.
+
+        n_importance_samples : int, default=1
+            Number K of posterior draws. K=1 gives the evidence lower bound
+            (ELBO); K > 1 the tighter importance-weighted bound (IWAE), which
+            approaches log p(x) as K grows. At most 524287.
+
+        Returns
+        -------
+        log_likelihood : ndarray of shape (n_samples,)
+            Lower bound of log p(x) for each sample (float64). For the Gaussian
+            likelihood it is a density in the units of X, comparable with
+            :meth:`sklearn.decomposition.PCA.score_samples`.
+        """
+        check_is_fitted(self)
+        n_importance_samples = _check_importance_samples(n_importance_samples)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                          reset=False)
+        _check_support(X, self.module_.likelihood)
+        noise = RowNoise(self._noise_seed, self.module_.n_components)
+
+        if n_importance_samples == 1:
+            def bound(module, x):
+                return elbo(module, x, noise(x, 1)[:, 0])
+        else:
+            def bound(module, x):
+                return iwae_bound(module, x, noise(x, n_importance_samples))
+
+        values = self._inference(X, bound, X.shape[1] * n_importance_samples)
+        # density of the standardized data -> density in the caller's units
+        return values.astype(np.float64) - np.log(self.scale_).sum()
+
+    def score(self, X, y=None, n_importance_samples=1):
+        """Average log-likelihood bound per sample, in nats, in the units of X.
+
+        The same quantity as :meth:`sklearn.decomposition.PCA.score`, so a grid
+        search without a ``scoring`` argument selects by held-out
+        log-likelihood and can compare a VAE with PCA.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to score.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        n_importance_samples : int, default=1
+            Number of posterior draws; see :meth:`score_samples`.
+
+        Returns
+        -------
+        score : float
+            Mean of :meth:`score_samples` over X.
+        """
+        return float(np.mean(self.score_samples(X, n_importance_samples)))
+
+    @validate_params(
+        {
+            "n_samples": [Interval(Integral, 1, None, closed="left")],
+            "random_state": ["random_state"],
+        },
+        prefer_skip_nested_validation=True,
+    )
+    def sample(self, n_samples=1, random_state=None):
+        """Generate new data: decoded draws from the prior N(0, I).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to generate.
+
+        random_state : int, RandomState instance or None, default=None
+            Seed of the prior draws; None uses the estimator's
+            ``random_state`` (so an int there gives the same samples each
+            call, as in :meth:`sklearn.mixture.GaussianMixture.sample`).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+            Decoder means of the draws, in the original units.
+        """
+        check_is_fitted(self)
+        seed = make_seed(self.random_state if random_state is None else random_state)
+        z = torch.randn(n_samples, self.module_.n_components,
+                        generator=make_generator(seed), dtype=torch.float64)
+        return self.inverse_transform(z.numpy())
+
+    # ---------------------------------------------------------------- contract
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "module_")
+
+    @property
+    def _n_features_out(self):
+        return self.module_.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def __getstate__(self):
+        # Pickles hold CPU tensors only, so a model fitted on a GPU loads anywhere.
+        state = super().__getstate__()
+        if "module_" in state:
+            state["module_"] = _to_cpu(state["module_"])
+            state["_optimizer_state"] = _to_cpu(state["_optimizer_state"])
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        device = getattr(self, "device_", "cpu")
+        if device != "cpu" and hasattr(self, "module_"):
+            try:
+                self.module_.to(resolve_device(device))
+            except ValueError:  # that device is not here: stay on the CPU
+                pass
+
+
+def _hidden_sizes(hidden_layer_sizes):
+    if isinstance(hidden_layer_sizes, Integral):
+        return (hidden_layer_sizes,)
+    return tuple(hidden_layer_sizes)
+
+
+def _check_support(X, likelihood):
+    """Bernoulli data must lie in [0, 1]."""
+    if likelihood != "bernoulli" or X.shape[0] == 0:
+        return
+    values = X.data if sp.issparse(X) else X
+    low = min(float(values.min()), 0.0) if sp.issparse(X) else float(values.min())
+    high = max(float(values.max()), 0.0) if sp.issparse(X) else float(values.max())
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"likelihood='bernoulli' needs X in [0, 1], but X has values in "
+            f"[{low:g}, {high:g}]. Rescale X to [0, 1] (e.g. with "
+            "sklearn.preprocessing.MinMaxScaler) or use likelihood='gaussian'."
+        )
+
+
+def _check_importance_samples(n):
+    if (not isinstance(n, Integral) or isinstance(n, bool)
+            or not 1 <= n <= MAX_IMPORTANCE_SAMPLES):
+        raise ValueError(
+            f"n_importance_samples must be an int in [1, {MAX_IMPORTANCE_SAMPLES}] (1 gives "
+            f"the ELBO, more samples a tighter bound); got {n!r}."
+        )
+    return int(n)
+
+
+def _to_cpu(obj):
+    """Deep copy of a module or a nested state dict with all tensors on the CPU."""
+    if isinstance(obj, torch.nn.Module):
+        if all(p.device.type == "cpu" for p in obj.parameters()):
+            return obj
+        return copy.deepcopy(obj).to("cpu")
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
