@@ -16,6 +16,17 @@ import torch
 INFERENCE_BATCH_FLOATS = 2**22
 
 
+def as_tensor(array, dtype, device):
+    """``array`` as a tensor, sharing memory when it can.
+
+    Read-only arrays (memory maps, say) are copied: PyTorch cannot share them.
+    """
+    array = np.asarray(array)
+    if not array.flags.writeable:
+        return torch.tensor(array, dtype=dtype, device=device)
+    return torch.as_tensor(array).to(device=device, dtype=dtype)
+
+
 def _fits_on_device(nbytes, device):
     if torch.device(device).type != "cuda":
         return True
@@ -32,7 +43,7 @@ class _CSRRows:
         self.shape = X.shape
         self.indptr = torch.as_tensor(X.indptr.astype(np.int64), device=device)
         self.indices = torch.as_tensor(X.indices.astype(np.int64), device=device)
-        self.data = torch.as_tensor(X.data, device=device, dtype=dtype)
+        self.data = as_tensor(X.data, dtype, device)
 
     def take(self, rows):
         """Dense tensor of the rows ``rows`` (a LongTensor of row numbers)."""
@@ -81,7 +92,7 @@ class TrainingData(torch.utils.data.Dataset):
             self.X = None
         else:
             store = self.device if _fits_on_device(X.size * 4, device) else "cpu"
-            self.X = torch.as_tensor(np.asarray(X)).to(device=store, dtype=dtype, copy=True)
+            self.X = torch.tensor(np.asarray(X), dtype=dtype, device=store)  # own copy
             self.rows = None
         self.store = torch.device(store)
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=dtype, device=store)
@@ -174,7 +185,7 @@ def inference_batches(X, mean, scale, device, dtype, width=1):
     for start in range(0, n, rows):
         chunk = X[start:start + rows]
         chunk = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-        batch = torch.as_tensor(chunk).to(device=device, dtype=dtype)
+        batch = as_tensor(chunk, dtype, device)
         if mean_t is not None:
             batch = (batch - mean_t) / scale_t
         yield batch

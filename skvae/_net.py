@@ -47,11 +47,11 @@ class FiniteLossCheck(Callback):
         self.learning_rate = learning_rate
 
     def on_epoch_end(self, net, **kwargs):
-        for key in ("train_loss", "valid_loss"):
+        for key, name in (("train_loss", "training"), ("valid_loss", "validation")):
             value = net.history[-1].get(key)
             if value is not None and not math.isfinite(value):
                 raise ValueError(
-                    f"The training loss became {value} ({key}) at epoch "
+                    f"The {name} loss became {value} at epoch "
                     f"{len(net.history)}: the optimisation diverged. Lower "
                     f"learning_rate (got {self.learning_rate}), or check the data "
                     "for extreme values."

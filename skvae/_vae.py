@@ -135,8 +135,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``likelihood="bernoulli"``, whose data are modelled as given).
 
     scale_ : ndarray of shape (n_features_in_,)
-        Per-feature standard deviation divided out before modelling; 1 for
-        constant features and for ``likelihood="bernoulli"``.
+        Per-feature standard deviation divided out before modelling. Constant
+        features get the root-mean-square deviation of the others, so that
+        ``score`` follows a change of units exactly; 1 for
+        ``likelihood="bernoulli"``.
 
     device_ : str
         The device the model was trained on.
@@ -412,8 +414,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _standardization(self, X):
         if self.likelihood == "bernoulli":
             return np.zeros(X.shape[1]), np.ones(X.shape[1])
-        scaler = StandardScaler(with_mean=False).fit(X)  # sparse-aware; scale_ 1 if constant
-        return scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
+        return standardization(X)
 
     def _build_module(self, n_features, generator):
         # Built on the meta device (no global random draws), then initialised
@@ -651,6 +652,25 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 self.module_.to(resolve_device(device))
             except ValueError:  # that device is not here: stay on the CPU
                 pass
+
+
+def standardization(X):
+    """Per-feature ``(mean, scale)`` of X for the Gaussian likelihood.
+
+    ``scale`` is the standard deviation, except for constant features, which get
+    the root-mean-square standard deviation of the other features (1 if all are
+    constant). The model's variance floor is relative to ``scale``, so this
+    keeps ``score`` equivariant to a change of units (``c * X`` scores
+    ``n_features * log(c)`` lower) and bounds the penalty for a held-out value
+    that leaves a feature constant in training by the data's typical spread.
+    """
+    scaler = StandardScaler(with_mean=False).fit(X)  # works for sparse X too
+    mean, var, n = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64), X.shape[0]
+    eps = np.finfo(np.float64).eps  # StandardScaler's test for "constant"
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = np.sqrt(var)
+    scale[constant] = np.sqrt(var[~constant].mean()) if (~constant).any() else 1.0
+    return mean, scale
 
 
 def _hidden_sizes(hidden_layer_sizes):
