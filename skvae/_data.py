@@ -39,7 +39,9 @@ class _CSRRows:
 
     def __init__(self, X, device, dtype):
         X = sp.csr_matrix(X)
-        X.sum_duplicates()
+        if not X.has_canonical_format:  # sorted, no duplicates; on a copy, never in place
+            X = X.copy()
+            X.sum_duplicates()
         self.shape = X.shape
         self.indptr = torch.as_tensor(X.indptr.astype(np.int64), device=device)
         self.indices = torch.as_tensor(X.indices.astype(np.int64), device=device)

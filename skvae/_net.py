@@ -56,6 +56,14 @@ class FiniteLossCheck(Callback):
                     f"learning_rate (got {self.learning_rate}), or check the data "
                     "for extreme values."
                 )
+        # losses are computed before each step, so a last step that diverged
+        # shows only in the weights (one check per epoch, not per batch)
+        if not all(bool(torch.isfinite(p).all()) for p in net.module_.parameters()):
+            raise ValueError(
+                f"The model's weights became non-finite at epoch {len(net.history)}: "
+                f"the optimisation diverged. Lower learning_rate (got "
+                f"{self.learning_rate}), or check the data for extreme values."
+            )
 
 
 class VAENet(NeuralNet):
@@ -133,6 +141,10 @@ def build_callbacks(*, beta, kl_warmup_epochs, learning_rate, early_stopping,
     ]
     if early_stopping:
         # prints "Stopping since ..." only when the net is verbose
+        # absolute threshold 0: "improved" means strictly lower, so the restored
+        # weights are those of the epoch with the lowest validation loss (skorch's
+        # default relative threshold misjudges small and negative losses)
         callbacks.append(("early_stopping", EarlyStopping(
-            monitor="valid_loss", patience=n_iter_no_change, load_best=True)))
+            monitor="valid_loss", patience=n_iter_no_change, threshold=0.0,
+            threshold_mode="abs", load_best=True)))
     return callbacks

@@ -319,7 +319,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # (unfitted, or fitted with its previous attributes and weights).
         saved = dict(self.__dict__)
         try:
-            self._fit_unchecked(X, epochs=epochs, incremental=incremental)
+            with torch.inference_mode(False), torch.enable_grad():
+                self._fit_unchecked(X, epochs=epochs, incremental=incremental)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -332,8 +333,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         resume = fitted and (incremental or self.warm_start)
         if resume:
             self._check_same_architecture()
-        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
-                          reset=not resume)
+        X = self._validate_X(X, reset=not resume)
         _check_support(X, self.likelihood)
         device = resolve_device(self.device)
 
@@ -362,6 +362,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         net.initialize()
         if resume:
             net.optimizer_.load_state_dict(copy.deepcopy(self._optimizer_state))
+            for group in net.optimizer_.param_groups:  # the state carries the old lr
+                group["lr"] = self.learning_rate
             net.history_ = copy.deepcopy(self.history_)
         net.partial_fit(data)
 
@@ -372,6 +374,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self._optimizer_state = net.optimizer_.state_dict()
         self._base_seed, self._noise_seed = base_seed, noise_seed
         self.module_ = net.module_  # last: its presence means "fitted"
+
+    def _validate_X(self, X, *, reset):
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                          reset=reset)
+        if sp.issparse(X) and not X.has_canonical_format:
+            X = X.copy()  # sum duplicate entries, never in the caller's arrays
+            X.sum_duplicates()
+        return X
 
     def _check_remaining_params(self):
         """Checks that ``_parameter_constraints`` cannot express."""
@@ -423,7 +433,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             module = VAEModule(n_features, self.n_components,
                                _hidden_sizes(self.hidden_layer_sizes), self.activation,
                                self.likelihood)
-        return module.to_empty(device="cpu").reset_parameters(generator)
+        # float32 whatever torch's default dtype: training data are float32
+        module = module.to(torch.float32).to_empty(device="cpu")
+        return module.reset_parameters(generator)
 
     def _build_net(self, module, device, seed, noise_seed, epochs, valid):
         """Map the estimator's flat parameters onto skorch's prefixed ones."""
@@ -488,8 +500,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Latent codes; float32 for float32 input, float64 otherwise.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
-                          reset=False)
+        X = self._validate_X(X, reset=False)
         return self._inference(X, lambda module, x: module.encode(x)[0], X.shape[1])
 
     def inverse_transform(self, X):
@@ -549,8 +560,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         n_importance_samples = _check_importance_samples(n_importance_samples)
-        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
-                          reset=False)
+        X = self._validate_X(X, reset=False)
         _check_support(X, self.module_.likelihood)
         noise = RowNoise(self._noise_seed, self.module_.n_components)
 
@@ -638,7 +648,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def __getstate__(self):
         # Pickles hold CPU tensors only, so a model fitted on a GPU loads anywhere.
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
         if "module_" in state:
             state["module_"] = _to_cpu(state["module_"])
             state["_optimizer_state"] = _to_cpu(state["_optimizer_state"])
@@ -683,9 +693,11 @@ def _check_support(X, likelihood):
     """Bernoulli data must lie in [0, 1]."""
     if likelihood != "bernoulli" or X.shape[0] == 0:
         return
-    values = X.data if sp.issparse(X) else X
-    low = min(float(values.min()), 0.0) if sp.issparse(X) else float(values.min())
-    high = max(float(values.max()), 0.0) if sp.issparse(X) else float(values.max())
+    if sp.issparse(X):  # implicit zeros are in [0, 1]
+        values = np.append(X.data, 0.0)
+    else:
+        values = X
+    low, high = float(values.min()), float(values.max())
     if low < 0 or high > 1:
         raise ValueError(
             f"likelihood='bernoulli' needs X in [0, 1], but X has values in "
