@@ -1,0 +1,227 @@
+"""Tests of data handling: TrainingData, BatchIterator, splits (skvae/_data.py)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.sparse import csr_array, csr_matrix
+from sklearn.model_selection import train_test_split
+
+import skvae._data
+from skvae._data import (BatchIterator, TrainingData, as_tensor, inference_batches,
+                         validation_split)
+
+CSR_CONTAINERS = [csr_matrix, csr_array]
+
+
+def _sparse_data(n=23, n_features=6, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, n_features)) * (rng.uniform(size=(n, n_features)) < 0.4)
+    X[4] = 0.0  # an empty row
+    return X
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- as_tensor
+
+
+def test_as_tensor_shares_writeable_memory_and_copies_read_only():
+    X = np.arange(6, dtype=np.float32).reshape(2, 3)
+    tensor = as_tensor(X, torch.float32, "cpu")
+    assert tensor.data_ptr() == X.ctypes.data
+    read_only = X.copy()
+    read_only.setflags(write=False)
+    tensor = as_tensor(read_only, torch.float32, "cpu")
+    assert tensor.data_ptr() != read_only.ctypes.data
+    assert_array_equal(tensor.numpy(), X)
+    assert as_tensor(X, torch.float64, "cpu").dtype == torch.float64
+
+
+# --------------------------------------------------------------------------- TrainingData
+
+
+@pytest.mark.parametrize("csr_container", CSR_CONTAINERS)
+@pytest.mark.parametrize("standardize", [False, True])
+def test_training_data_dense_and_csr_give_equal_batches(csr_container, standardize):
+    X = _sparse_data()
+    mean, scale = (X.mean(0), X.std(0) + 0.5) if standardize else (None, None)
+    dense = TrainingData(X, mean, scale)
+    sparse = TrainingData(csr_container(X), mean, scale)
+    assert len(dense) == len(sparse) == len(X)
+    expected = ((X - mean) / scale if standardize else X).astype(np.float32)
+    rows = torch.tensor([4, 0, 22, 7, 7, 3])
+    for index in (rows, slice(0, 10), slice(20, 30), slice(None)):
+        a, b = dense.take(index), sparse.take(index)
+        assert a.dtype == b.dtype == torch.float32
+        assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+        assert_allclose(a.numpy(), expected[index.numpy() if torch.is_tensor(index) else index],
+                        rtol=1e-6, atol=1e-6)
+
+
+def test_training_data_handles_unsorted_and_duplicate_csr_entries():
+    indptr = np.array([0, 3, 5])
+    indices = np.array([2, 0, 2, 1, 1])
+    data = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    X = csr_matrix((data, indices, indptr), shape=(2, 3))
+    batch = TrainingData(X.copy()).take(torch.tensor([0, 1]))
+    assert_array_equal(batch.numpy(), [[2.0, 0.0, 4.0], [0.0, 9.0, 0.0]])
+
+
+def test_training_data_copies_dense_input():
+    X = _sparse_data()
+    original = X.copy()
+    data = TrainingData(X, X.mean(0), X.std(0) + 1)
+    assert_array_equal(X, original)  # standardized in its own copy
+    data.X[0, 0] = 123.0
+    assert_array_equal(X, original)
+
+
+@pytest.mark.parametrize("csr_container", [None, csr_matrix])
+def test_training_data_subset(csr_container):
+    X = _sparse_data()
+    mean, scale = X.mean(0), X.std(0) + 0.5
+    data = TrainingData(X if csr_container is None else csr_container(X), mean, scale)
+    rows = torch.tensor([9, 2, 15])
+    subset = data.subset(rows)
+    assert len(subset) == 3
+    assert_allclose(subset.take(slice(None)).numpy(), ((X[[9, 2, 15]] - mean) / scale),
+                    rtol=1e-6, atol=1e-6)
+    assert len(data) == len(X)  # the original is untouched
+
+
+# --------------------------------------------------------------------------- BatchIterator
+
+
+def _ids(n=23):
+    """Data whose first column is the row number, to see which rows a batch holds."""
+    X = np.zeros((n, 2), dtype=np.float32)
+    X[:, 0] = np.arange(n)
+    return X
+
+
+@pytest.mark.parametrize("csr_container", [None, csr_matrix])
+@pytest.mark.parametrize("batch_size", [1, 5, 23, 100])
+def test_batch_iterator_shuffled_covers_every_row_once_per_epoch(csr_container, batch_size):
+    X = _ids()
+    data = TrainingData(X if csr_container is None else csr_container(X))
+    iterator = BatchIterator(data, batch_size, shuffle=True, generator=_gen())
+    assert len(iterator) == math.ceil(23 / batch_size)
+    orders = []
+    for _ in range(3):  # epochs
+        batches = [batch for batch, y in iterator]
+        assert all(y is None for _, y in iterator)
+        assert len(batches) == len(iterator)
+        assert all(len(b) == batch_size for b in batches[:-1])
+        order = torch.cat(batches)[:, 0].numpy().astype(int)
+        assert sorted(order) == list(range(23))
+        orders.append(order)
+    if batch_size < 23:
+        # each epoch a new permutation
+        assert not np.array_equal(orders[0], orders[1])
+
+
+def test_batch_iterator_in_order_without_shuffle():
+    X = _ids()
+    iterator = BatchIterator(TrainingData(X), 5, shuffle=False)
+    batches = [batch[:, 0].numpy().astype(int) for batch, _ in iterator]
+    assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
+    assert_array_equal(np.concatenate(batches), np.arange(23))
+
+
+def test_batch_iterator_order_comes_from_the_generator():
+    X = _ids()
+
+    def first_epoch(seed):
+        iterator = BatchIterator(TrainingData(X), 4, shuffle=True, generator=_gen(seed))
+        return torch.cat([batch for batch, _ in iterator])[:, 0]
+
+    assert torch.equal(first_epoch(0), first_epoch(0))
+    assert not torch.equal(first_epoch(0), first_epoch(1))
+
+
+# --------------------------------------------------------------------------- validation split
+
+
+@pytest.mark.parametrize("n_samples", [4, 10, 30, 59, 60, 1797])
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.7])
+def test_validation_split_sizes_match_train_test_split(n_samples, fraction):
+    train, valid = validation_split(n_samples, fraction, _gen())
+    _, expected_valid = train_test_split(np.arange(n_samples), test_size=fraction,
+                                         random_state=0)
+    assert len(valid) == len(expected_valid) == math.ceil(fraction * n_samples)
+    assert len(train) == n_samples - len(valid)
+    assert sorted(torch.cat([train, valid]).tolist()) == list(range(n_samples))
+    assert train.dtype == valid.dtype == torch.int64
+
+
+def test_validation_split_is_random_and_seeded():
+    a = validation_split(100, 0.2, _gen(0))
+    b = validation_split(100, 0.2, _gen(0))
+    c = validation_split(100, 0.2, _gen(1))
+    assert torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+    assert not torch.equal(torch.sort(a[1]).values, torch.arange(80, 100))
+
+
+@pytest.mark.parametrize("n_samples, fraction", [(1, 0.1), (5, 0.9), (10, 0.95)])
+def test_validation_split_needs_a_training_row(n_samples, fraction):
+    with pytest.raises(ValueError, match=f"validation_fraction={fraction}.*no training rows.*"
+                                         f"n_samples={n_samples}.*early_stopping=False"):
+        validation_split(n_samples, fraction, _gen())
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@pytest.mark.parametrize("csr_container", [None, csr_matrix, csr_array])
+@pytest.mark.parametrize("budget, width", [(2**22, 1), (24, 6), (24, 5), (10, 6), (7, 100)])
+def test_inference_batches_respect_the_budget_and_yield_everything(
+        monkeypatch, csr_container, budget, width):
+    monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", budget)
+    X = _sparse_data()
+    mean, scale = X.mean(0), X.std(0) + 0.5
+    source = X if csr_container is None else csr_container(X)
+    batches = list(inference_batches(source, mean, scale, "cpu", torch.float64, width))
+    rows = max(1, budget // width)
+    assert [len(b) for b in batches[:-1]] == [rows] * (len(batches) - 1)
+    assert all(len(b) * width <= budget or len(b) == 1 for b in batches)
+    assert len(batches) == math.ceil(len(X) / min(rows, len(X)))
+    out = torch.cat(batches)
+    assert out.dtype == torch.float64
+    assert_allclose(out.numpy(), (X - mean) / scale, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_batches_without_standardization(dtype):
+    X = _sparse_data()
+    out = torch.cat(list(inference_batches(X, None, None, "cpu", dtype)))
+    assert out.dtype == dtype
+    assert_allclose(out.numpy(), X, rtol=1e-6)
+
+
+def test_inference_batches_densify_one_batch_at_a_time(monkeypatch):
+    monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 12)
+    densified = []
+    X = csr_matrix(_sparse_data())
+
+    class Spy(csr_matrix):
+        def __getitem__(self, key):
+            chunk = super().__getitem__(key)
+            densified.append(chunk.shape[0])
+            return chunk
+
+    batches = list(inference_batches(Spy(X), None, None, "cpu", torch.float32, width=6))
+    assert densified == [len(b) for b in batches] == [2] * 11 + [1]
+
+
+def test_inference_batches_do_not_modify_the_input():
+    X = _sparse_data()
+    original = X.copy()
+    for batch in inference_batches(X, X.mean(0), X.std(0) + 1, "cpu", torch.float64):
+        batch += 1
+    assert_array_equal(X, original)

@@ -1,0 +1,159 @@
+"""Tests of the network ``VAEModule`` (skvae/_module.py)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from torch import nn
+
+from skvae._module import ACTIVATIONS, MIN_VARIANCE, VAEModule
+
+
+def _module(n_features=7, n_components=3, hidden=(6, 4), activation="relu",
+            likelihood="gaussian", seed=0):
+    module = VAEModule(n_features, n_components, hidden, activation, likelihood)
+    return module.reset_parameters(torch.Generator().manual_seed(seed))
+
+
+def _linears(sequential):
+    return [layer for layer in sequential if isinstance(layer, nn.Linear)]
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+@pytest.mark.parametrize("hidden", [(), (5,), (6, 4)])
+def test_encode_decode_shapes(likelihood, hidden):
+    module = _module(hidden=hidden, likelihood=likelihood)
+    x = torch.randn(11, 7)
+    mu, logvar = module.encode(x)
+    assert mu.shape == logvar.shape == (11, 3)
+    assert module.decode(mu).shape == (11, 7)
+    assert module.decoder_mean(mu).shape == (11, 7)
+    assert torch.equal(module(x), mu)
+    # leading axes broadcast (the K importance samples)
+    assert module.decode(torch.randn(11, 5, 3)).shape == (11, 5, 7)
+
+
+def test_layers_mirror_the_hidden_sizes():
+    module = _module(n_features=7, n_components=3, hidden=(6, 4))
+    encoder = [(layer.in_features, layer.out_features) for layer in _linears(module.encoder)]
+    decoder = [(layer.in_features, layer.out_features) for layer in _linears(module.decoder)]
+    assert encoder == [(7, 6), (6, 4)]
+    assert (module.encoder_head.in_features, module.encoder_head.out_features) == (4, 6)
+    assert decoder == [(3, 4), (4, 6)]
+    assert (module.decoder_head.in_features, module.decoder_head.out_features) == (6, 7)
+    assert module.hidden_layer_sizes == (6, 4)
+    assert module.n_features == 7 and module.n_components == 3
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_activation_follows_every_hidden_layer(activation):
+    module = _module(hidden=(6, 4), activation=activation)
+    kinds = [type(layer) for layer in module.encoder]
+    assert kinds == [nn.Linear, ACTIVATIONS[activation]] * 2
+    assert module.activation == activation
+
+
+def test_likelihood_parameters():
+    gaussian = _module(likelihood="gaussian")
+    assert gaussian.raw_variance.shape == (7,)
+    # the variance starts at 1: the standardized data's
+    assert_allclose(gaussian.log_variance().detach().numpy(), 0.0, atol=1e-6)
+    bernoulli = _module(likelihood="bernoulli")
+    assert bernoulli.raw_variance is None
+    assert len(list(bernoulli.parameters())) == len(list(gaussian.parameters())) - 1
+    p = bernoulli.decoder_mean(torch.randn(50, 3) * 10)
+    assert (p >= 0).all() and (p <= 1).all()
+    z = torch.randn(4, 3)
+    assert torch.allclose(bernoulli.decoder_mean(z), torch.sigmoid(bernoulli.decode(z)))
+    assert torch.equal(gaussian.decoder_mean(z), gaussian.decode(z))
+
+
+def test_variance_has_a_floor():
+    module = _module()
+    with torch.no_grad():
+        module.raw_variance.fill_(-1e4)
+    assert_allclose(module.log_variance().detach().numpy(), math.log(MIN_VARIANCE), rtol=1e-6)
+    with torch.no_grad():
+        module.raw_variance.fill_(50.0)
+    assert_allclose(module.log_variance().detach().numpy(), math.log(50.0 + MIN_VARIANCE),
+                    rtol=1e-6)
+
+
+def test_reset_parameters_with_the_same_generator_gives_identical_weights():
+    a = _module(seed=3)
+    b = _module(seed=3)
+    c = _module(seed=4)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+        if pa.numel() > 7:  # the variance starts at 1 whatever the seed
+            assert not torch.equal(pa, pc)
+    assert a.reset_parameters(torch.Generator().manual_seed(3)) is a
+
+
+def test_reset_parameters_leaves_the_global_generator_alone():
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    # built on the meta device (as the estimator does): nn.Linear draws nothing
+    with torch.device("meta"):
+        module = VAEModule(7, 3, (6,))
+    module.to_empty(device="cpu").reset_parameters(torch.Generator().manual_seed(1))
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_reset_parameters_uses_pytorch_default_scheme():
+    module = _module(n_features=400, hidden=(300,), seed=0)
+    layer = module.encoder[0]
+    bound = 1 / math.sqrt(layer.in_features)  # kaiming_uniform(a=sqrt(5)) bound
+    weight = layer.weight.detach().numpy()
+    assert np.abs(weight).max() <= bound
+    assert np.abs(weight).max() > 0.99 * bound
+    assert abs(weight.std() - bound / math.sqrt(3)) < 0.01 * bound
+    assert np.abs(layer.bias.detach().numpy()).max() <= bound
+
+
+def test_module_built_on_meta_equals_module_built_on_cpu():
+    with torch.device("meta"):
+        meta = VAEModule(7, 3, (6, 4))
+    meta = meta.to_empty(device="cpu").reset_parameters(torch.Generator().manual_seed(0))
+    cpu = _module()
+    for a, b in zip(meta.parameters(), cpu.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_identity_activation_gives_a_linear_map():
+    module = _module(hidden=(6, 4), activation="identity").double()
+    gen = torch.Generator().manual_seed(0)
+    x1, x2 = (torch.randn(5, 7, generator=gen, dtype=torch.float64) for _ in range(2))
+    z1, z2 = (torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    zero_x, zero_z = torch.zeros(1, 7, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64)
+    with torch.no_grad():
+        for f, a, b, zero in [(lambda x: torch.cat(module.encode(x), -1), x1, x2, zero_x),
+                              (module.decode, z1, z2, zero_z)]:
+            # affine: f(2a - 3b) - f(0) == 2 (f(a) - f(0)) - 3 (f(b) - f(0))
+            lhs = f(2 * a - 3 * b) - f(zero)
+            rhs = 2 * (f(a) - f(zero)) - 3 * (f(b) - f(zero))
+            assert_allclose(lhs.numpy(), rhs.numpy(), rtol=1e-10, atol=1e-12)
+        # a nonlinear activation is not
+        relu = _module(hidden=(6, 4), activation="relu").double()
+        lhs = relu.decode(2 * z1 - 3 * z2) - relu.decode(zero_z)
+        rhs = 2 * (relu.decode(z1) - relu.decode(zero_z)) - 3 * (relu.decode(z2)
+                                                                  - relu.decode(zero_z))
+        assert not torch.allclose(lhs, rhs)
+
+
+def test_empty_hidden_layers_are_linear_heads():
+    module = _module(hidden=(), activation="relu")
+    assert len(module.encoder) == 0 and len(module.decoder) == 0
+    assert module.encoder_head.in_features == 7
+    assert module.decoder_head.in_features == 3
+
+
+def test_gradients_reach_every_parameter():
+    module = _module()
+    x = torch.randn(8, 7)
+    mu, logvar = module.encode(x)
+    loss = module.decode(mu + logvar.exp()).square().sum() + module.log_variance().sum()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.parameters())

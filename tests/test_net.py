@@ -1,0 +1,206 @@
+"""Tests of the skorch net and skvae's callbacks (skvae/_net.py)."""
+
+import copy
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from skorch.callbacks import Callback, EarlyStopping, PrintLog, ProgressBar
+from skorch.history import History
+
+from skvae._data import BatchIterator, TrainingData
+from skvae._losses import RowNoise, elbo
+from skvae._module import VAEModule
+from skvae._net import FiniteLossCheck, KLWarmup, NegativeELBO, VAENet, build_callbacks
+
+
+def _module(seed=0, likelihood="gaussian"):
+    module = VAEModule(6, 2, (5,), "relu", likelihood)
+    return module.reset_parameters(torch.Generator().manual_seed(seed))
+
+
+def _data(n=40, seed=0):
+    rng = np.random.RandomState(seed)
+    return TrainingData(rng.normal(size=(n, 6)))
+
+
+def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, **kwargs):
+    module = _module() if module is None else module
+    return VAENet(
+        module,
+        beta=beta,
+        noise_generator=torch.Generator().manual_seed(seed),
+        valid_noise=RowNoise(seed, module.n_components),
+        skvae_callbacks=build_callbacks(beta=beta, kl_warmup_epochs=0, learning_rate=1e-2,
+                                        early_stopping=False, n_iter_no_change=3),
+        callbacks=callbacks or [],
+        optimizer=torch.optim.Adam,
+        lr=1e-2,
+        max_epochs=3,
+        batch_size=16,
+        iterator_train=BatchIterator,
+        iterator_train__shuffle=True,
+        iterator_train__generator=torch.Generator().manual_seed(seed + 1),
+        iterator_valid=BatchIterator,
+        verbose=verbose,
+        **{"train_split": None, **kwargs},
+    )
+
+
+def _fake_net(n_epochs=1, module=None, **record):
+    history = History()
+    for _ in range(n_epochs):
+        history.new_epoch()
+    for key, value in record.items():
+        history.record(key, value)
+    return SimpleNamespace(history=history, verbose=0,
+                           module_=_module() if module is None else module)
+
+
+# --------------------------------------------------------------------------- criterion
+
+
+def test_negative_elbo_is_the_negative_batch_mean():
+    per_sample = torch.tensor([-1.0, -2.0, -6.0])
+    assert NegativeELBO()(per_sample).item() == pytest.approx(3.0)
+    assert NegativeELBO()(per_sample, y=None).item() == pytest.approx(3.0)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+@pytest.mark.parametrize("beta, warmup", [(1.0, 0), (2.0, 4), (0.5, 1)])
+def test_kl_warmup_sets_and_records_the_weight(beta, warmup):
+    callback = KLWarmup(beta, warmup)
+    for epoch in range(6):
+        net = _fake_net(n_epochs=epoch + 1)
+        callback.on_epoch_begin(net)
+        expected = beta if warmup == 0 else beta * min(1, epoch / warmup)
+        assert net.kl_weight_ == pytest.approx(expected)
+        assert net.history[-1, "kl_weight"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("key", ["train_loss", "valid_loss"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_finite_loss_check_raises_on_non_finite_losses(key, value):
+    net = _fake_net(n_epochs=3, **{key: value})
+    name = "training" if key == "train_loss" else "validation"
+    with pytest.raises(ValueError, match=f"The {name} loss became {value} at epoch 3.*"
+                                         r"learning_rate \(got 0.5\)"):
+        FiniteLossCheck(learning_rate=0.5).on_epoch_end(net)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_finite_loss_check_raises_on_non_finite_weights(value):
+    # the losses of an epoch are computed before each step: a last step that
+    # diverged shows only in the weights
+    module = _module()
+    with torch.no_grad():
+        module.decoder_head.weight[0, 0] = value
+    net = _fake_net(n_epochs=2, module=module, train_loss=1.0, valid_loss=1.0)
+    with pytest.raises(ValueError, match=r"weights became non-finite at epoch 2.*"
+                                         r"learning_rate \(got 0.5\)"):
+        FiniteLossCheck(learning_rate=0.5).on_epoch_end(net)
+
+
+def test_finite_loss_check_passes_finite_and_missing_losses():
+    FiniteLossCheck(1e-3).on_epoch_end(_fake_net(train_loss=1.5, valid_loss=-2.0))
+    FiniteLossCheck(1e-3).on_epoch_end(_fake_net(train_loss=1.5))
+    FiniteLossCheck(1e-3).on_epoch_end(_fake_net())
+
+
+def test_build_callbacks():
+    names = [name for name, _ in build_callbacks(beta=1.0, kl_warmup_epochs=0,
+                                                 learning_rate=1e-3, early_stopping=False,
+                                                 n_iter_no_change=5)]
+    assert names == ["kl_warmup", "finite_loss"]
+    callbacks = dict(build_callbacks(beta=0.5, kl_warmup_epochs=3, learning_rate=1e-3,
+                                     early_stopping=True, n_iter_no_change=5))
+    assert list(callbacks) == ["kl_warmup", "finite_loss", "early_stopping"]
+    assert callbacks["kl_warmup"].beta == 0.5 and callbacks["kl_warmup"].warmup_epochs == 3
+    assert callbacks["finite_loss"].learning_rate == 1e-3
+    stopping = callbacks["early_stopping"]
+    assert isinstance(stopping, EarlyStopping)
+    assert stopping.monitor == "valid_loss"
+    assert stopping.patience == 5
+    assert stopping.load_best
+    assert stopping.lower_is_better
+    # "improved" means strictly lower: no threshold that ignores small changes
+    # (or, in skorch's relative mode, accepts small deteriorations of negative losses)
+    assert stopping.threshold == 0
+
+
+# --------------------------------------------------------------------------- VAENet
+
+
+@pytest.mark.parametrize("verbose, printed", [(0, []), (1, [PrintLog]),
+                                              (2, [PrintLog, ProgressBar])])
+def test_default_callbacks_depend_on_verbose(verbose, printed):
+    net = _net(verbose=verbose)
+    callbacks = dict(net.get_default_callbacks())
+    assert {"kl_warmup", "finite_loss", "train_loss", "valid_loss"} <= set(callbacks)
+    kinds = [type(cb) for cb in callbacks.values() if isinstance(cb, (PrintLog, ProgressBar))]
+    assert kinds == printed
+
+
+def test_user_callbacks_come_after_skvae_callbacks():
+    class Mine(Callback):
+        pass
+
+    net = _net(callbacks=[("mine", Mine())]).initialize()
+    names = [name for name, _ in net.callbacks_]
+    assert names.index("kl_warmup") < names.index("finite_loss") < names.index("mine")
+
+
+def test_training_is_reproducible_and_trains():
+    a = _net(seed=0)
+    b = _net(module=_module(), seed=0)
+    a.fit(_data())
+    b.fit(_data())
+    losses = a.history[:, "train_loss"]
+    assert losses == b.history[:, "train_loss"]
+    assert losses[-1] < losses[0]
+    assert a.history[:, "kl_weight"] == [1.0, 1.0, 1.0]
+    c = _net(seed=5).fit(_data())
+    assert c.history[:, "train_loss"] != losses
+
+
+def test_train_step_uses_the_noise_generator_and_the_kl_weight():
+    net = _net(seed=3).initialize()
+    net.kl_weight_ = 0.25
+    x = _data().take(slice(0, 8))
+    module_copy = copy.deepcopy(net.module_)
+    step = net.train_step_single((x, None))
+    eps = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
+    expected = -elbo(module_copy, x, eps, 0.25).mean()
+    assert step["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert step["y_pred"].shape == (8,)
+    # gradients were computed
+    assert all(p.grad is not None for p in net.module_.parameters())
+
+
+def test_validation_step_is_deterministic_and_uses_beta():
+    net = _net(beta=0.5).initialize()
+    net.kl_weight_ = 0.0  # warm-up does not change the validation loss
+    x = _data().take(slice(0, 10))
+    first = net.validation_step((x, None))
+    second = net.validation_step((x, None))
+    assert first["loss"].item() == second["loss"].item()
+    eps = RowNoise(0, 2)(x, 1)[:, 0]
+    with torch.no_grad():
+        expected = -elbo(net.module_, x, eps, 0.5).mean()
+    assert_allclose(first["loss"].item(), expected.item(), rtol=1e-6)
+    assert not first["loss"].requires_grad
+
+
+def test_fit_on_a_validation_set_records_valid_loss():
+    data = _data(60)
+    train, valid = data.subset(torch.arange(45)), data.subset(torch.arange(45, 60))
+    net = _net(train_split=lambda dataset: (dataset, valid))
+    net.fit(train)
+    assert len(net.history[:, "valid_loss"]) == 3
+    assert net.history[:, "valid_batch_count"] == [1, 1, 1]
+    assert net.history[:, "train_batch_count"] == [3, 3, 3]
