@@ -24,9 +24,9 @@ def gaussian_log_likelihood(x, mean, log_var):
 
 def bernoulli_log_likelihood(x, logits):
     """Sum over features of x log p + (1 - x) log(1 - p) with p = sigmoid(logits)."""
-    return -F.binary_cross_entropy_with_logits(
-        logits, x.expand_as(logits), reduction="none"
-    ).sum(-1)
+    if x.shape != logits.shape:  # IWAE: x of shape (n, 1, d), logits (n, K, d)
+        x = x.expand_as(logits)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
 def gaussian_kl(mu, logvar):

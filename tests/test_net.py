@@ -101,15 +101,18 @@ def test_finite_loss_check_raises_on_non_finite_weights(value):
     with torch.no_grad():
         module.decoder_head.weight[0, 0] = value
     net = _fake_net(n_epochs=2, module=module, train_loss=1.0, valid_loss=1.0)
+    check = FiniteLossCheck(learning_rate=0.5)
+    check.on_epoch_end(net)  # the losses are finite: checked once, at the end
     with pytest.raises(ValueError, match=r"weights became non-finite at epoch 2.*"
                                          r"learning_rate \(got 0.5\)"):
-        FiniteLossCheck(learning_rate=0.5).on_epoch_end(net)
+        check.on_train_end(net)
 
 
 def test_finite_loss_check_passes_finite_and_missing_losses():
     FiniteLossCheck(1e-3).on_epoch_end(_fake_net(train_loss=1.5, valid_loss=-2.0))
     FiniteLossCheck(1e-3).on_epoch_end(_fake_net(train_loss=1.5))
     FiniteLossCheck(1e-3).on_epoch_end(_fake_net())
+    FiniteLossCheck(1e-3).on_train_end(_fake_net(train_loss=1.5))
 
 
 def test_build_callbacks():
@@ -204,3 +207,74 @@ def test_fit_on_a_validation_set_records_valid_loss():
     assert len(net.history[:, "valid_loss"]) == 3
     assert net.history[:, "valid_batch_count"] == [1, 1, 1]
     assert net.history[:, "train_batch_count"] == [3, 3, 3]
+
+
+class _BatchLossReader(Callback):
+    """Reads each batch's loss from the history in ``on_batch_end``."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.seen.append(net.history[-1, "batches", -1, "train_loss"])
+
+
+def test_batch_losses_are_read_once_per_epoch_with_the_same_history():
+    # without a callback that reads them per batch, the losses are written to the
+    # history at the end of the epoch: the same floats that skorch's loop records
+    data = _data(60)
+    train, valid = data.subset(torch.arange(45)), data.subset(torch.arange(45, 60))
+    deferred = _net(train_split=lambda dataset: (dataset, valid)).fit(train)
+    reader = _BatchLossReader()
+    per_batch = _net(train_split=lambda dataset: (dataset, valid),
+                     callbacks=[("reader", reader)]).fit(train)
+    assert not deferred._reads_batch_losses() and per_batch._reads_batch_losses()
+    for key in ("train_loss", "valid_loss", "train_batch_size", "valid_batch_size"):
+        values = deferred.history[:, "batches", :, key]
+        assert values == per_batch.history[:, "batches", :, key]
+        assert all(type(v) is (float if key.endswith("loss") else int)
+                   for epoch in values for v in epoch)
+    assert deferred.history[:, "train_loss"] == per_batch.history[:, "train_loss"]
+    assert deferred.history[:, "valid_loss"] == per_batch.history[:, "valid_loss"]
+    assert deferred.history[:, "train_batch_count"] == [3, 3, 3]
+    # the reader saw each batch's loss as a float when the batch ended
+    assert reader.seen == [v for epoch in per_batch.history[:, "batches", :, "train_loss"]
+                           for v in epoch]
+    assert len(reader.seen) == 9 and all(type(v) is float for v in reader.seen)
+
+
+class _GradReader(Callback):
+    """Records the gradient norm it sees in ``on_grad_computed``."""
+
+    def __init__(self):
+        self.norms = []
+
+    def on_grad_computed(self, net, named_parameters, training=False, **kwargs):
+        grads = [p.grad for _, p in named_parameters]
+        assert training and all(g is not None for g in grads)
+        self.norms.append(float(torch.cat([g.flatten() for g in grads]).norm()))
+
+
+def test_on_grad_computed_reaches_callbacks_that_implement_it():
+    reader = _GradReader()
+    net = _net(callbacks=[("grads", reader)])
+    assert net.initialize()._grad_callbacks() and not _net().initialize()._grad_callbacks()
+    net.fit(_data())
+    assert len(reader.norms) == 3 * 3  # 3 epochs of 3 batches (40 rows, batch 16)
+    # a callback that only reads the gradients does not change the training
+    plain = _net().fit(_data())
+    assert net.history[:, "train_loss"] == plain.history[:, "train_loss"]
+
+
+def test_gradient_clipping_callback_clips():
+    from skorch.callbacks import GradientNormClipping
+
+    reader = _GradReader()  # runs after the clipping callback
+    net = _net(callbacks=[("clip", GradientNormClipping(gradient_clip_value=0.01)),
+                          ("grads", reader)])
+    net.fit(_data())
+    assert max(reader.norms) <= 0.01 + 1e-6
+    unclipped = _GradReader()
+    _net(callbacks=[("grads", unclipped)]).fit(_data())
+    assert max(unclipped.norms) > 0.1
