@@ -63,17 +63,27 @@ class _CSRRows:
             out[row_of, self.indices[pos]] = self.data[pos]
         return out
 
-    def subset(self, rows):
-        new = object.__new__(_CSRRows)
-        dense_rows = rows.cpu().numpy()
-        X = sp.csr_matrix((self.data.cpu().numpy(), self.indices.cpu().numpy(),
-                           self.indptr.cpu().numpy()), shape=self.shape)[dense_rows]
-        new.__init__(X, self.data.device, self.data.dtype)
-        return new
+
+def _float32_rows(X, rows, mean, scale):
+    """``(X[rows] - mean) / scale`` as a new C-contiguous float32 array.
+
+    Filled a chunk of rows at a time, so that a float64 X never has a float64
+    copy of its rows next to the float32 result.
+    """
+    n = X.shape[0] if rows is None else len(rows)
+    out = np.empty((n, X.shape[1]), dtype=np.float32)
+    step = max(1, INFERENCE_BATCH_FLOATS // max(1, X.shape[1]))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        out[start:stop] = X[start:stop] if rows is None else X[rows[start:stop]]
+    if mean is not None:
+        out -= mean.astype(np.float32)
+        out /= scale.astype(np.float32)
+    return out
 
 
 class TrainingData(torch.utils.data.Dataset):
-    """The training rows of X, standardized, as float32 tensors.
+    """Training rows of X, standardized, as float32 tensors.
 
     Parameters
     ----------
@@ -81,26 +91,36 @@ class TrainingData(torch.utils.data.Dataset):
     mean, scale : ndarray of shape (n_features,) or None
         The model sees ``(X - mean) / scale``; ``None`` leaves X as it is.
     device : str
-        Where the model trains. Dense data moves there once when it fits in half
+        Where the model trains. Dense data move there once when they fit in half
         of the free device memory, and a batch at a time otherwise.
+    rows : ndarray or LongTensor of row numbers, default=None
+        The rows of X to hold (a validation split, say); None holds all.
+
+    Dense rows are converted to float32 and standardized once, into an array of
+    their own; a float32 X that needs neither a subset nor standardization is
+    used as it is, without a copy. Sparse rows are densified a batch at a time.
     """
 
-    def __init__(self, X, mean=None, scale=None, device="cpu"):
+    def __init__(self, X, mean=None, scale=None, device="cpu", rows=None):
         self.device = torch.device(device)
         dtype = torch.float32
+        rows = None if rows is None else np.asarray(torch.as_tensor(rows).cpu())
         if sp.issparse(X):
+            X = X if rows is None else sp.csr_matrix(X)[rows]
             store = self.device if _fits_on_device(X.data.nbytes * 3, device) else "cpu"
             self.rows = _CSRRows(X, store, dtype)
             self.X = None
         else:
-            store = self.device if _fits_on_device(X.size * 4, device) else "cpu"
-            self.X = torch.tensor(np.asarray(X), dtype=dtype, device=store)  # own copy
+            n_rows = X.shape[0] if rows is None else len(rows)
+            store = self.device if _fits_on_device(n_rows * X.shape[1] * 4, device) else "cpu"
+            if rows is None and mean is None and X.dtype == np.float32:
+                self.X = as_tensor(X, dtype, store)  # no copy on the CPU
+            else:
+                self.X = torch.from_numpy(_float32_rows(X, rows, mean, scale)).to(store)
             self.rows = None
         self.store = torch.device(store)
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=dtype, device=store)
         self.scale = None if scale is None else torch.as_tensor(scale, dtype=dtype, device=store)
-        if self.X is not None and self.mean is not None:  # standardize dense data once
-            self.X.sub_(self.mean).div_(self.scale)
 
     def __len__(self):
         return self.X.shape[0] if self.X is not None else self.rows.shape[0]
@@ -116,16 +136,6 @@ class TrainingData(torch.utils.data.Dataset):
             if self.mean is not None:
                 batch = (batch - self.mean) / self.scale
         return batch.to(self.device, non_blocking=True)
-
-    def subset(self, rows):
-        """A new ``TrainingData`` with only ``rows`` (a CPU LongTensor)."""
-        new = object.__new__(TrainingData)
-        new.__dict__.update(self.__dict__)
-        if self.X is not None:
-            new.X = self.X.index_select(0, rows.to(self.store))
-        else:
-            new.rows = self.rows.subset(rows)
-        return new
 
 
 class BatchIterator:

@@ -6,6 +6,7 @@ attributes, persistence); the network is in ``_module.py``, the objective in
 """
 
 import copy
+import functools
 from numbers import Integral, Real
 
 import numpy as np
@@ -348,14 +349,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             module = self._build_module(X.shape[1], make_generator(derive_seed(call_seed, 0)))
             module = module.to(device)
 
-        data = TrainingData(X, mean=mean if self.likelihood == "gaussian" else None,
-                            scale=scale if self.likelihood == "gaussian" else None,
-                            device=device)
-        valid = None
+        gaussian = self.likelihood == "gaussian"
+        prepare = functools.partial(TrainingData, X, mean if gaussian else None,
+                                    scale if gaussian else None, device)
         if self.early_stopping and not incremental:
             train_rows, valid_rows = validation_split(
-                len(data), self.validation_fraction, make_generator(derive_seed(call_seed, 1)))
-            data, valid = data.subset(train_rows), data.subset(valid_rows)
+                X.shape[0], self.validation_fraction,
+                make_generator(derive_seed(call_seed, 1)))
+            data, valid = prepare(rows=train_rows), prepare(rows=valid_rows)
+        else:
+            data, valid = prepare(), None
 
         noise_seed = derive_seed(base_seed, 4)
         net = self._build_net(module, device, call_seed, noise_seed, epochs, valid)

@@ -81,17 +81,41 @@ def test_training_data_copies_dense_input():
     assert_array_equal(X, original)
 
 
+def test_training_data_shares_float32_input_it_does_not_change():
+    # Bernoulli data (no standardization) in float32: no copy of X on the CPU
+    X = _sparse_data().astype(np.float32)
+    data = TrainingData(X)
+    assert data.X.data_ptr() == X.ctypes.data
+    # a float64 X, a subset or standardization need a float32 array of their own
+    for other in (TrainingData(X.astype(np.float64)), TrainingData(X, rows=[0, 1]),
+                  TrainingData(X, X.mean(0), X.std(0) + 1)):
+        assert other.X.data_ptr() != X.ctypes.data and other.X.dtype == torch.float32
+
+
 @pytest.mark.parametrize("csr_container", [None, csr_matrix])
-def test_training_data_subset(csr_container):
-    X = _sparse_data()
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_data_rows(csr_container, dtype):
+    X = _sparse_data().astype(dtype)
     mean, scale = X.mean(0), X.std(0) + 0.5
-    data = TrainingData(X if csr_container is None else csr_container(X), mean, scale)
-    rows = torch.tensor([9, 2, 15])
-    subset = data.subset(rows)
-    assert len(subset) == 3
-    assert_allclose(subset.take(slice(None)).numpy(), ((X[[9, 2, 15]] - mean) / scale),
+    container = (lambda A: A) if csr_container is None else csr_container
+    for rows in (torch.tensor([9, 2, 15]), np.array([9, 2, 15]), [9, 2, 15]):
+        subset = TrainingData(container(X), mean, scale, rows=rows)
+        assert len(subset) == 3
+        assert_allclose(subset.take(slice(None)).numpy(), ((X[[9, 2, 15]] - mean) / scale),
+                        rtol=1e-6, atol=1e-6)
+    # the same values as the rows of the whole, standardized once
+    whole = TrainingData(container(X), mean, scale)
+    assert_array_equal(subset.take(slice(None)).numpy(),
+                       whole.take(torch.tensor([9, 2, 15])).numpy())
+
+
+def test_dense_rows_are_converted_a_chunk_at_a_time(monkeypatch):
+    monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 12)  # 2 rows of 6
+    X = _sparse_data()
+    rows = np.arange(len(X))[::-1].copy()
+    data = TrainingData(X, X.mean(0), X.std(0) + 1, rows=rows)
+    assert_allclose(data.X.numpy(), ((X - X.mean(0)) / (X.std(0) + 1))[rows],
                     rtol=1e-6, atol=1e-6)
-    assert len(data) == len(X)  # the original is untouched
 
 
 # --------------------------------------------------------------------------- BatchIterator
@@ -225,3 +249,30 @@ def test_inference_batches_do_not_modify_the_input():
     for batch in inference_batches(X, X.mean(0), X.std(0) + 1, "cpu", torch.float64):
         batch += 1
     assert_array_equal(X, original)
+
+
+# --------------------------------------------------------------------------- CUDA
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fits", [True, False])
+def test_training_data_moves_to_the_gpu_once_or_a_batch_at_a_time(monkeypatch, sparse, fits):
+    # data that fit in half of the free GPU memory move there once; larger data
+    # stay on the host and move a batch at a time
+    monkeypatch.setattr(skvae._data, "_fits_on_device", lambda nbytes, device: fits)
+    X = _sparse_data()
+    data = TrainingData(csr_matrix(X) if sparse else X, mean=X.mean(0), scale=X.std(0) + 1,
+                        device="cuda")
+    assert data.store.type == ("cuda" if fits else "cpu")
+    rows = torch.tensor([3, 0, 4, 7], device=data.store)
+    batch = data.take(rows)
+    assert batch.device.type == "cuda"
+    expected = (X[[3, 0, 4, 7]] - X.mean(0)) / (X.std(0) + 1)
+    assert_allclose(batch.cpu().numpy(), expected, rtol=1e-6, atol=1e-6)
+    iterator = BatchIterator(data, batch_size=5, shuffle=True,
+                             generator=torch.Generator("cuda").manual_seed(0))
+    seen = torch.cat([b for b, _ in iterator])
+    assert seen.device.type == "cuda" and seen.shape == X.shape

@@ -138,8 +138,8 @@ def test_identity_activation_gives_a_linear_map():
         # a nonlinear activation is not
         relu = _module(hidden=(6, 4), activation="relu").double()
         lhs = relu.decode(2 * z1 - 3 * z2) - relu.decode(zero_z)
-        rhs = 2 * (relu.decode(z1) - relu.decode(zero_z)) - 3 * (relu.decode(z2)
-                                                                  - relu.decode(zero_z))
+        base = relu.decode(zero_z)
+        rhs = 2 * (relu.decode(z1) - base) - 3 * (relu.decode(z2) - base)
         assert not torch.allclose(lhs, rhs)
 
 

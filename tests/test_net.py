@@ -22,9 +22,9 @@ def _module(seed=0, likelihood="gaussian"):
     return module.reset_parameters(torch.Generator().manual_seed(seed))
 
 
-def _data(n=40, seed=0):
+def _data(n=40, seed=0, rows=None):
     rng = np.random.RandomState(seed)
-    return TrainingData(rng.normal(size=(n, 6)))
+    return TrainingData(rng.normal(size=(n, 6)), rows=rows)
 
 
 def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, **kwargs):
@@ -200,8 +200,7 @@ def test_validation_step_is_deterministic_and_uses_beta():
 
 
 def test_fit_on_a_validation_set_records_valid_loss():
-    data = _data(60)
-    train, valid = data.subset(torch.arange(45)), data.subset(torch.arange(45, 60))
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
     net = _net(train_split=lambda dataset: (dataset, valid))
     net.fit(train)
     assert len(net.history[:, "valid_loss"]) == 3
@@ -223,8 +222,7 @@ class _BatchLossReader(Callback):
 def test_batch_losses_are_read_once_per_epoch_with_the_same_history():
     # without a callback that reads them per batch, the losses are written to the
     # history at the end of the epoch: the same floats that skorch's loop records
-    data = _data(60)
-    train, valid = data.subset(torch.arange(45)), data.subset(torch.arange(45, 60))
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
     deferred = _net(train_split=lambda dataset: (dataset, valid)).fit(train)
     reader = _BatchLossReader()
     per_batch = _net(train_split=lambda dataset: (dataset, valid),
