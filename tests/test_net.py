@@ -276,3 +276,46 @@ def test_gradient_clipping_callback_clips():
     unclipped = _GradReader()
     _net(callbacks=[("grads", unclipped)]).fit(_data())
     assert max(unclipped.norms) > 0.1
+
+
+class _Counter(Callback):
+    """Counts the hooks it implements."""
+
+    def __init__(self):
+        self.calls = {}
+
+    def _count(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def on_train_begin(self, net, **kwargs):
+        self._count("on_train_begin")
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._count("on_epoch_begin")
+
+    def on_batch_begin(self, net, **kwargs):
+        self._count("on_batch_begin")
+
+    def on_epoch_end(self, net, **kwargs):
+        self._count("on_epoch_end")
+
+    def on_train_end(self, net, **kwargs):
+        self._count("on_train_end")
+
+
+def test_notify_calls_every_callback_that_implements_the_hook():
+    counter = _Counter()
+    net = _net(callbacks=[("counter", counter)]).initialize()
+    names = [name for name, cb in net.callbacks_ if cb in net._listeners("on_batch_begin")]
+    assert names == ["counter"]  # no skvae or skorch default callback has this hook
+    assert [name for name, cb in net.callbacks_ if cb in net._listeners("on_epoch_end")] == [
+        "epoch_timer", "train_loss", "valid_loss", "finite_loss", "counter"]
+    net.fit(_data())  # 3 epochs of 3 batches
+    assert counter.calls == {"on_train_begin": 1, "on_epoch_begin": 3, "on_batch_begin": 9,
+                             "on_epoch_end": 3, "on_train_end": 1}
+    # callbacks re-initialized (a new list): the listeners are looked up afresh
+    old = net.callbacks_
+    net.callbacks = [("other", _Counter())]
+    net.initialize_callbacks()
+    assert net.callbacks_ is not old
+    assert net._listeners("on_batch_begin") == [dict(net.callbacks_)["other"]]
