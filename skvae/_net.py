@@ -4,17 +4,18 @@ The estimator builds one :class:`VAENet` per call to ``fit`` or ``partial_fit``
 (see ``VAETransformer._build_net``); users never see it. Only skorch's documented
 extension points are overridden: ``get_loss``, ``train_step_single``,
 ``validation_step``, ``get_default_callbacks``, and, for speed, ``train_step`` (no
-optimizer closure) and ``run_single_epoch`` (which reads the batch losses off the
-GPU once per epoch instead of once per batch).
+optimizer closure), ``run_single_epoch`` (which reads the batch losses off the
+GPU once per epoch instead of once per batch) and ``notify`` (which skips the
+callbacks that do not implement a hook).
 """
 
 import math
 
 import torch
 from skorch import NeuralNet
-from skorch.utils import TeeGenerator
 from skorch.callbacks import (Callback, EarlyStopping, EpochTimer, PassthroughScoring,
                               PrintLog, ProgressBar)
+from skorch.utils import TeeGenerator
 
 from ._losses import elbo, kl_weight
 
