@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 from scipy.special import logsumexp
 
+import skvae._losses
 from skvae._losses import (MAX_IMPORTANCE_SAMPLES, RowNoise, bernoulli_log_likelihood, elbo,
                            gaussian_kl, gaussian_log_likelihood, iwae_bound, kl_weight,
                            reconstruction_log_likelihood, standard_normal_log_density)
@@ -351,3 +352,19 @@ def test_row_noise_is_approximately_standard_normal():
 def test_row_noise_rejects_nothing_up_to_the_largest_table():
     x = _rows(1)
     assert RowNoise(0, 1)(x, MAX_IMPORTANCE_SAMPLES).shape == (1, MAX_IMPORTANCE_SAMPLES, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_noise_hash_is_the_same_in_float64_and_int64(monkeypatch, dtype):
+    # rows up to 2**13 16-bit pieces are hashed with an exact float64 matrix
+    # product, wider ones in int64: both give the same noise
+    x = torch.randn(50, 300, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    fast = RowNoise(3, 4)(x, 5)
+    monkeypatch.setattr(skvae._losses, "_EXACT_FLOAT64_PIECES", 0)
+    assert torch.equal(RowNoise(3, 4)(x, 5), fast)
+    # extreme bit patterns (all pieces 0xFFFF) stay exact too
+    ones = torch.full((2, 2**13 // (dtype.itemsize // 2)), -1, dtype=torch.int16)
+    ones = ones.view(dtype)
+    slow = RowNoise(3, 4)(ones, 2)
+    monkeypatch.setattr(skvae._losses, "_EXACT_FLOAT64_PIECES", 2**13)
+    assert torch.equal(RowNoise(3, 4)(ones, 2), slow)
