@@ -19,6 +19,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import (Interval, InvalidParameterError, StrOptions,
                                              validate_params)
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.history import History
 
 from ._data import BatchIterator, TrainingData, inference_batches, validation_split
 from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
@@ -367,7 +368,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             net.optimizer_.load_state_dict(copy.deepcopy(self._optimizer_state))
             for group in net.optimizer_.param_groups:  # the state carries the old lr
                 group["lr"] = self.learning_rate
-            net.history_ = copy.deepcopy(self.history_)
+            # a new list of the same epoch records: training appends epochs and
+            # writes only to the newest, so self.history_ stays as it was (for a
+            # failed call) without a deep copy that grows with every epoch
+            net.history_ = History(self.history_)
         net.partial_fit(data)
 
         self.mean_, self.scale_ = mean, scale

@@ -67,6 +67,7 @@ def _snapshot(est, X):
         "transform": est.transform(X),
         "score_samples": est.score_samples(X),
         "params": _params(est.module_),
+        "history": copy.deepcopy(list(est.history_)),
     }
 
 
@@ -80,6 +81,7 @@ def _assert_unchanged(est, X, snapshot):
     assert_array_equal(est.transform(X), snapshot["transform"])
     assert_array_equal(est.score_samples(X), snapshot["score_samples"])
     assert _same_params(_params(est.module_), snapshot["params"])
+    assert list(est.history_) == snapshot["history"]  # no epoch added, none changed
 
 
 class RecordParams(Callback):
