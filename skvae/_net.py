@@ -68,9 +68,9 @@ class FiniteLossCheck(Callback):
                 )
 
     def on_train_end(self, net, **kwargs):
-        params = [p.detach() for p in net.module_.parameters()]
         # one reduction per parameter, one host sync in all
-        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        finite = torch.stack([torch.isfinite(p).all() for p in net.module_.parameters()])
+        if not bool(finite.all()):
             raise ValueError(
                 f"The model's weights became non-finite at epoch {len(net.history)}: "
                 f"the optimisation diverged. Lower learning_rate (got "
@@ -131,7 +131,7 @@ class VAENet(NeuralNet):
         (a progress bar, say) may read the batch's loss there: then skorch's own
         loop runs.
         """
-        if iterator is None or self._reads_batch_losses():
+        if iterator is None or self._listeners("on_batch_end"):
             return super().run_single_epoch(iterator, training, prefix, step_fn,
                                             **fit_params)
         # one preallocated buffer: 0-d tensors kept alive between the batches'
@@ -152,10 +152,6 @@ class VAENet(NeuralNet):
             for record, value in zip(batches, losses[:count].tolist()):
                 record[prefix + "_loss"] = value
         self.history.record(prefix + "_batch_count", count)
-
-    def _reads_batch_losses(self):
-        """Whether a callback implements ``on_batch_end``."""
-        return bool(self._listeners("on_batch_end"))
 
     def notify(self, method_name, **cb_kwargs):
         """skorch's ``notify``, calling only the callbacks that implement the hook.
@@ -195,16 +191,12 @@ class VAENet(NeuralNet):
         """
         self._zero_grad_optimizer(set_to_none=True)
         step = self.train_step_single(batch, **fit_params)
-        if self._grad_callbacks():
+        if self._listeners("on_grad_computed"):
             self.notify("on_grad_computed",
                         named_parameters=TeeGenerator(self.get_all_learnable_params()),
                         batch=batch, training=True)
         self._step_optimizer(None)
         return step
-
-    def _grad_callbacks(self):
-        """Whether a callback implements ``on_grad_computed``."""
-        return bool(self._listeners("on_grad_computed"))
 
     def train_step_single(self, batch, **fit_params):
         if not self.module_.training:  # .train() walks every submodule: once an epoch

@@ -227,7 +227,7 @@ def test_batch_losses_are_read_once_per_epoch_with_the_same_history():
     reader = _BatchLossReader()
     per_batch = _net(train_split=lambda dataset: (dataset, valid),
                      callbacks=[("reader", reader)]).fit(train)
-    assert not deferred._reads_batch_losses() and per_batch._reads_batch_losses()
+    assert not deferred._listeners("on_batch_end") and per_batch._listeners("on_batch_end")
     for key in ("train_loss", "valid_loss", "train_batch_size", "valid_batch_size"):
         values = deferred.history[:, "batches", :, key]
         assert values == per_batch.history[:, "batches", :, key]
@@ -257,7 +257,8 @@ class _GradReader(Callback):
 def test_on_grad_computed_reaches_callbacks_that_implement_it():
     reader = _GradReader()
     net = _net(callbacks=[("grads", reader)])
-    assert net.initialize()._grad_callbacks() and not _net().initialize()._grad_callbacks()
+    assert net.initialize()._listeners("on_grad_computed") == [reader]
+    assert not _net().initialize()._listeners("on_grad_computed")
     net.fit(_data())
     assert len(reader.norms) == 3 * 3  # 3 epochs of 3 batches (40 rows, batch 16)
     # a callback that only reads the gradients does not change the training
