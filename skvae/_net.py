@@ -220,6 +220,34 @@ class VAENet(NeuralNet):
         return {"loss": loss, "y_pred": per_sample}
 
 
+class WarmupEarlyStopping(EarlyStopping):
+    """skorch's ``EarlyStopping`` that starts watching once the KL warm-up is over.
+
+    The validation loss always weights the KL term by ``beta`` while training
+    ramps that weight up from 0, so during the warm-up the validation loss can
+    rise while training goes as planned, and plain early stopping would end the
+    fit there and restore warm-up weights. Like Keras' ``start_from_epoch``, the
+    first ``start_epoch`` epochs of the history neither count towards the
+    patience nor compete for the best weights. The callback also records
+    ``valid_loss_best`` (overwriting skorch's flag) so the history, the
+    ``verbose`` table and the plots mark the epoch whose weights are kept.
+    """
+
+    def __init__(self, start_epoch=0, **kwargs):
+        super().__init__(**kwargs)
+        self.start_epoch = start_epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        best_key = f"{self.monitor}_best"
+        if len(net.history) <= self.start_epoch:
+            net.history.record(best_key, False)
+            return
+        try:
+            super().on_epoch_end(net, **kwargs)
+        finally:
+            net.history.record(best_key, self.misses_ == 0)
+
+
 def build_callbacks(*, beta, kl_warmup_epochs, learning_rate, early_stopping,
                     n_iter_no_change):
     """skvae's callbacks in the order they run (before any user callbacks)."""
@@ -232,7 +260,7 @@ def build_callbacks(*, beta, kl_warmup_epochs, learning_rate, early_stopping,
         # absolute threshold 0: "improved" means strictly lower, so the restored
         # weights are those of the epoch with the lowest validation loss (skorch's
         # default relative threshold misjudges small and negative losses)
-        callbacks.append(("early_stopping", EarlyStopping(
-            monitor="valid_loss", patience=n_iter_no_change, threshold=0.0,
-            threshold_mode="abs", load_best=True)))
+        callbacks.append(("early_stopping", WarmupEarlyStopping(
+            start_epoch=kl_warmup_epochs, monitor="valid_loss", patience=n_iter_no_change,
+            threshold=0.0, threshold_mode="abs", load_best=True)))
     return callbacks

@@ -74,7 +74,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     kl_warmup_epochs : int, default=0
         Epochs over which the KL weight rises linearly from 0 to ``beta``.
-        0 means no warm-up.
+        0 means no warm-up. Early stopping starts watching the held-out loss
+        when the warm-up is over.
 
     max_epochs : int, default=200
         Passes over the training data.
@@ -88,7 +89,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of X and stop when the held-out loss
         has not improved for ``n_iter_no_change`` epochs, then restore the
-        weights of the best epoch.
+        weights of the best epoch. The held-out loss uses the full ``beta``;
+        epochs of the KL warm-up neither count towards the patience nor
+        compete for the best weights.
 
     validation_fraction : float, default=0.1
         Share of X held out when ``early_stopping=True``.

@@ -131,6 +131,7 @@ def test_build_callbacks():
     assert stopping.patience == 5
     assert stopping.load_best
     assert stopping.lower_is_better
+    assert stopping.start_epoch == 3  # watches from the end of the KL warm-up
     # "improved" means strictly lower: no threshold that ignores small changes
     # (or, in skorch's relative mode, accepts small deteriorations of negative losses)
     assert stopping.threshold == 0

@@ -812,6 +812,29 @@ def test_early_stopping_stops_and_restores_the_best_weights(blobs):
     assert not _same_params(_params(est.module_), est.history_[-2, "params"])
 
 
+def test_early_stopping_waits_for_the_end_of_the_kl_warmup(digits):
+    """Regression: the validation loss weights the KL term by beta while training
+    ramps it up, so it can rise during the warm-up; early stopping ended such fits
+    in the warm-up (beta=4, kl_warmup_epochs=50 on digits: stopped at epoch 11)."""
+    X = digits[0]
+    params = dict(n_components=2, hidden_layer_sizes=(16,), beta=4.0, n_iter_no_change=1,
+                  max_epochs=30, learning_rate=1e-2, batch_size=32, random_state=0)
+    est = VAETransformer(kl_warmup_epochs=8, callbacks=[RecordParams()], **params).fit(X)
+    valid = np.array(est.history_[:, "valid_loss"])
+    flags = est.history_[:, "valid_loss_best"]
+    assert est.n_epochs_ > 8
+    # an epoch of the warm-up did not improve on the ones before it: early stopping
+    # with patience 1 from the first epoch would have ended the fit there
+    assert any(valid[e] >= valid[:e].min() for e in range(1, 8))
+    # the warm-up epochs neither count towards patience nor compete for the best
+    # weights, even where their validation loss is lower than later ones
+    assert not any(flags[:8])
+    best = 8 + int(np.argmin(valid[8:]))
+    assert flags[best] and sum(flags[best + 1:]) == 0
+    assert est.n_epochs_ == best + 2  # stopped one epoch (the patience) after the best
+    assert _same_params(_params(est.module_), est.history_[best, "params"])
+
+
 def test_early_stopping_restores_the_epoch_with_the_lowest_validation_loss(digits):
     """Regression: skorch's default relative threshold (1e-4) ignored small
     improvements: training stopped while the validation loss still fell and
