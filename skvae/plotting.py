@@ -276,14 +276,15 @@ def plot_reconstructions(estimator, X, *, image_shape=None, n_images=10, fig=Non
     vrange = _value_range(X)
 
     if fig is None:
-        fig = plt.figure(figsize=(max(1.0 * n, 4.0) if shape else max(1.6 * n, 5.0), 2.6),
+        fig = plt.figure(figsize=(max(1.0 * n, 4.0) + 1.2 if shape else max(1.6 * n, 5.0) + 1.2,
+                                  2.8),
                          layout="constrained")
     axes = fig.subplots(2, n, squeeze=False, sharey=shape is None)
     for j in range(n):
         _draw_tile(axes[0, j], X[j], shape, vrange)
         _draw_tile(axes[1, j], reconstructed[j], shape, vrange)
-    axes[0, 0].set_ylabel("original")
-    axes[1, 0].set_ylabel("reconstruction")
+    axes[0, 0].set_ylabel("original", rotation=0, ha="right", va="center")
+    axes[1, 0].set_ylabel("reconstruction", rotation=0, ha="right", va="center")
     fig.suptitle("Samples (top) and their reconstructions (bottom)")
     if shape is None:
         fig.supxlabel("feature index")
@@ -377,15 +378,15 @@ def plot_latent_traversal(estimator, *, dims=None, n_steps=7, span=3.0, image_sh
             _draw_tile(axes[i, j], decoded[i * n_steps + j], shape, vrange)
     for j, v in enumerate(values):
         if grid:
-            axes[-1, j].set_xlabel(f"{v:+.2g}")
+            axes[-1, j].set_xlabel(f"{v:+.3g}")
         else:
-            axes[0, j].set_title(f"{v:+.2g}", fontsize="medium")
+            axes[0, j].set_title(f"{v:+.3g}", fontsize="medium")
     if grid:
         for i, v in enumerate(values[::-1]):
-            axes[i, 0].set_ylabel(f"{v:+.2g}", rotation=0, ha="right", va="center")
+            axes[i, 0].set_ylabel(f"{v:+.3g}", rotation=0, ha="right", va="center")
         fig.supxlabel("latent 0")
         fig.supylabel("latent 1")
-        fig.suptitle("Decoded latent grid (other latents at the prior mean 0)")
+        fig.suptitle("Decoded 2-D latent space")
     else:
         for i, d in enumerate(dims):
             axes[i, 0].set_ylabel(f"latent {d}", rotation=0, ha="right", va="center")
