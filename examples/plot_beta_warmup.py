@@ -1,7 +1,7 @@
 """
-==================================
+===================================
 beta and KL warm-up: active latents
-==================================
+===================================
 
 The VAE's objective is a reconstruction term minus ``beta`` times the KL
 divergence between each posterior and the prior. A latent dimension costs KL

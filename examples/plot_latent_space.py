@@ -1,7 +1,7 @@
 """
-=====================================
+====================================
 Looking at a latent space with t-SNE
-=====================================
+====================================
 
 A VAE with more than two latent dimensions cannot be drawn directly.
 :func:`skvae.plotting.plot_latent_space` projects its codes (the posterior

@@ -1,7 +1,7 @@
 """
-===========================================
+============================================
 Choosing a likelihood: Gaussian or Bernoulli
-===========================================
+============================================
 
 ``VAETransformer(likelihood="gaussian")`` models real-valued data with a
 Gaussian density per feature; ``likelihood="bernoulli"`` models data in [0, 1]

@@ -1,7 +1,7 @@
 """
-=================================================
+=======================================================
 Reconstructions, latent traversals and the 2-D manifold
-=================================================
+=======================================================
 
 What has a VAE learned? Three pictures answer it:
 :func:`skvae.plotting.plot_reconstructions` (what survives the trip through the

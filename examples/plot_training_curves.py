@@ -1,7 +1,7 @@
 """
-=================================
+==================================
 Training curves and early stopping
-=================================
+==================================
 
 :func:`skvae.plotting.plot_training_history` draws a fitted VAE's loss per
 epoch from ``history_``: the training loss and, with early stopping, the loss

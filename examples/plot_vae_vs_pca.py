@@ -1,7 +1,7 @@
 """
-==============================================
+===============================================
 VAE against PCA: the held-out comparison report
-==============================================
+===============================================
 
 :func:`skvae.evaluation.compare_with_pca` fits :class:`~sklearn.decomposition.PCA`
 and :class:`~skvae.VAETransformer` for several latent sizes on one split of the
