@@ -6,8 +6,9 @@ Quick start: a VAE where a pipeline used to use PCA
 This example replaces ``PCA(8)`` with ``VAETransformer(8)`` in a scikit-learn
 pipeline and compares the two on the numbers a data scientist would look at:
 held-out log-likelihood (``score``, the same quantity for both), reconstruction
-error, and the accuracy of a classifier trained on the codes. It ends with the
-two-dimensional codes of both models side by side.
+error, and the accuracy of a classifier trained on the codes. It then draws the
+VAE's training curve and reconstructions with :mod:`skvae.plotting`, and ends
+with the two-dimensional codes of both models side by side.
 
 You will learn that ``VAETransformer`` is used exactly like ``PCA``: in a
 ``Pipeline``, with ``fit`` / ``transform`` / ``inverse_transform`` / ``score``.
@@ -25,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skvae import VAETransformer
+from skvae.plotting import plot_reconstructions, plot_training_history
 
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(
@@ -51,8 +53,20 @@ vae = reducers["VAE"]
 print(f"VAE IWAE (K=100): {vae.score(X_test, n_importance_samples=100):.1f} nats/image")
 
 # %%
+# :mod:`skvae.plotting` draws the usual figures of a fitted VAE. The training
+# curve: the loss is the negative ELBO per image, and the validation curve is on
+# the scale of ``-score``. Early stopping (on by default) held out 10% of the
+# training images and kept the weights of the marked epoch.
+plot_training_history(vae)
+
+# %%
+# Held-out digits (top) and their reconstructions from 8 latent dimensions
+# (bottom): the VAE keeps each digit's identity and smooths away the details.
+plot_reconstructions(vae, X_test, n_images=10)
+
+# %%
 # Two latent dimensions: PCA's codes against the VAE's, coloured by digit.
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), layout="constrained")
 for ax, (name, model) in zip(axes, [("PCA", PCA(2, random_state=0)),
                                     ("VAE", VAETransformer(2, random_state=0))]):
     codes = model.fit(X_train).transform(X_test)

@@ -1,0 +1,83 @@
+"""
+===================================
+beta and KL warm-up: active latents
+===================================
+
+The VAE's objective is a reconstruction term minus ``beta`` times the KL
+divergence between each posterior and the prior. A latent dimension costs KL
+as soon as it carries information, so the KL term switches off the dimensions
+the model can do without. ``beta`` sets the price; ``kl_warmup_epochs`` ramps
+it up from 0 at the start of training, a common remedy against dimensions
+being switched off before the decoder has learnt to use them.
+
+You will learn to count the active latent dimensions of a fitted VAE and how
+``beta`` and the warm-up change that count and the held-out score.
+"""
+
+# %%
+# Five VAEs with 16 latent dimensions on 80% of the digits. With a warm-up,
+# the patience of early stopping (``n_iter_no_change``) is set to the length
+# of the warm-up: the validation loss always weights the KL term by ``beta``,
+# so it can rise while the training objective still weights it less, and a
+# shorter patience may stop training inside the warm-up (with ``beta=4`` and
+# the default patience of 10, it stops at epoch 11).
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from skvae import VAETransformer
+
+X, y = load_digits(return_X_y=True)
+X_train, X_test = train_test_split(X, test_size=0.2, stratify=y, random_state=0)
+
+settings = {
+    "beta=0.25": dict(beta=0.25),
+    "beta=1": dict(beta=1.0),
+    "beta=4": dict(beta=4.0),
+    "beta=1, warm-up 50": dict(beta=1.0, kl_warmup_epochs=50, n_iter_no_change=50),
+    "beta=4, warm-up 50": dict(beta=4.0, kl_warmup_epochs=50, n_iter_no_change=50),
+}
+models = {name: VAETransformer(16, random_state=0, **params).fit(X_train)
+          for name, params in settings.items()}
+
+# %%
+# A dimension is *active* when its posterior mean varies over the data
+# (Burda et al., 2016, count a variance above 0.01, i.e. a standard deviation
+# above 0.1); an inactive one has the prior as posterior for every image, and
+# the decoder ignores it. ``score`` is always the true ELBO (``beta=1``), so it
+# compares the five models fairly.
+spreads = {}
+print(f"{'':20s} active  held-out score  epochs")
+for name, model in models.items():
+    spreads[name] = np.sort(model.transform(X_train).std(axis=0))[::-1]
+    print(f"{name:20s} {np.sum(spreads[name] > 0.1):6d}  {model.score(X_test):14.1f}"
+          f"  {model.n_epochs_:6d}")
+
+# %%
+# Left: the standard deviation of each latent's posterior mean, sorted; the
+# dashed line is the activity threshold. Right: held-out score.
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+for name, spread in spreads.items():
+    left.plot(np.arange(1, 17), spread, marker="o", label=name)
+left.axhline(0.1, color="k", linestyle="--", lw=1, label="activity threshold")
+left.set(yscale="log", xlabel="latent dimension (sorted by spread)",
+         ylabel="std of the posterior means", title="Active latent dimensions")
+left.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
+for i, (name, model) in enumerate(models.items()):
+    right.scatter([model.score(X_test)], [name], s=80, color=f"C{i}")
+right.set(xlabel="held-out score (ELBO, nats per image, higher is better)",
+          title="Held-out log-likelihood bound")
+right.grid(axis="x", alpha=0.4)
+right.invert_yaxis()
+
+# %%
+# The figure shows the trade-off. ``beta=1`` (the true ELBO) leaves about 11
+# of the 16 dimensions active. A smaller ``beta`` keeps all of them but scores
+# worse on held-out data: the codes carry detail that does not generalise. A
+# larger one switches almost all of them off and costs tens of nats per image,
+# since the model must explain the digits with far fewer variables than it
+# could use. The warm-up lets the decoder learn to use the dimensions before
+# the KL term is at full weight: with ``beta=1`` it keeps all 16 active and
+# scores slightly better than without; with ``beta=4`` it keeps 12 active
+# instead of 1 and gains about 19 nats per image.

@@ -1,0 +1,60 @@
+"""
+==================================
+Training curves and early stopping
+==================================
+
+:func:`skvae.plotting.plot_training_history` draws a fitted VAE's loss per
+epoch from ``history_``: the training loss and, with early stopping, the loss
+on the held-out validation part, with the epoch whose weights the model kept.
+
+You will learn to read these curves: what the loss is and in which units,
+what early stopping does with ``n_iter_no_change``, and how a KL warm-up shows
+in the curves.
+"""
+
+# %%
+# The loss is the negative ELBO per sample in nats, drawn in the units of X:
+# the validation curve is on the same scale as ``-score``. Early stopping (on
+# by default) holds out ``validation_fraction=0.1`` of the training data and
+# stops once the validation loss has not improved for ``n_iter_no_change``
+# epochs, then restores the best epoch's weights.
+import matplotlib.pyplot as plt
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from skvae import VAETransformer
+from skvae.plotting import plot_training_history
+
+X, y = load_digits(return_X_y=True)
+X_train, X_test = train_test_split(X, test_size=0.2, stratify=y, random_state=0)
+
+patient = VAETransformer(8, learning_rate=3e-3, n_iter_no_change=10,
+                         random_state=0).fit(X_train)
+impatient = VAETransformer(8, learning_rate=3e-3, n_iter_no_change=2,
+                           random_state=0).fit(X_train)
+warmup = VAETransformer(8, learning_rate=3e-3, kl_warmup_epochs=30,
+                        random_state=0).fit(X_train)
+
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True, layout="constrained")
+for ax, (name, model) in zip(axes, [("n_iter_no_change=10", patient),
+                                    ("n_iter_no_change=2", impatient),
+                                    ("kl_warmup_epochs=30", warmup)]):
+    plot_training_history(model, ax=ax)
+    ax.set_title(f"{name}\n{model.n_epochs_} epochs, held-out score "
+                 f"{model.score(X_test):.1f}")
+axes[0].set_ylim(top=160)
+
+# %%
+# Left: after about 60 epochs the validation loss falls more slowly than the
+# training loss (the gap is over-fitting) and gets noisy; a spike (one Adam
+# step too large at this learning rate) ended training 10 epochs after the
+# best epoch, whose weights the model kept. Middle: a patience of 2 stops at
+# the first small bump of the validation curve, far too early: its held-out
+# score is about 20 nats worse. Right: during the 30 warm-up epochs the
+# training loss weights the KL term by less than 1, so it lies well below the
+# validation loss, which always uses the full weight (``beta``); once the
+# warm-up is over the two curves behave as on the left.
+#
+# The training loss is averaged over an epoch's mini-batches while the weights
+# change, the validation loss is computed with the end-of-epoch weights: small
+# differences between the two are not over-fitting.

@@ -1,0 +1,49 @@
+"""
+===============================================
+VAE against PCA: the held-out comparison report
+===============================================
+
+:func:`skvae.evaluation.compare_with_pca` fits :class:`~sklearn.decomposition.PCA`
+and :class:`~skvae.VAETransformer` for several latent sizes on one split of the
+data and measures both on the held-out part; :func:`skvae.plotting.plot_comparison`
+draws the table. This is what ``python -m skvae.demo`` prints.
+
+You will learn how to read the report: which numbers are comparable between the
+two models (all of them: the log-likelihoods are in the same units), and where
+each model wins.
+"""
+
+# %%
+# The report: digits, 80/20 stratified split, seed 0, VAEs with their default
+# settings (early stopping on 10% of the training part). Each row is one
+# (method, n_components); every number is measured on the 360 test images.
+from sklearn.datasets import load_digits
+
+from skvae.evaluation import compare_with_pca
+from skvae.plotting import plot_comparison
+
+X, y = load_digits(return_X_y=True)
+report = compare_with_pca(X, y, n_components=(2, 8, 16), random_state=0,
+                          n_importance_samples=100)
+print(report.drop(columns=["recall_macro", "transform_seconds"]).to_string(
+    index=False, float_format=lambda v: f"{v:.3f}"))
+
+# %%
+# * ``log_likelihood`` is ``score`` on the test images: the mean log-density
+#   per image, in nats, in the units of the pixels (0-16), for both models.
+#   For the VAE it is the ELBO, a lower bound; ``log_likelihood_iwae`` is the
+#   tighter importance-weighted estimate with 100 samples.
+# * ``reconstruction_mse``: mean squared pixel error of
+#   ``inverse_transform(transform(X_test))``.
+# * ``accuracy``, ``recall_macro``, ``f1_macro``, ``roc_auc_ovr``: a
+#   standardized ``LogisticRegression`` trained on the training codes and
+#   scored on the test codes.
+fig = plot_comparison(report)
+
+# %%
+# The figure: the VAE's held-out log-likelihood is 45-55 nats per image above
+# PCA's at every size (the IWAE estimate, dashed, a few nats higher still); it
+# reconstructs better at 2 and 8 components, and its 2-D codes classify much
+# better. At 16 components PCA catches up on reconstruction and classification:
+# the VAE's KL term switches off the latent dimensions it does not need, so it
+# uses fewer than 16. Fitting a VAE takes seconds where PCA takes milliseconds.

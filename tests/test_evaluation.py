@@ -1,0 +1,156 @@
+"""Tests of ``compare_with_pca`` (skvae/evaluation.py)."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from skvae import VAETransformer
+from skvae.evaluation import COLUMNS, compare_with_pca
+
+TINY_VAE = dict(hidden_layer_sizes=(16,), max_epochs=5, batch_size=32, learning_rate=1e-2,
+                early_stopping=False)
+
+
+def _classifier_predictions(codes_train, y_train, codes_test):
+    """The report's classifier, rebuilt: standardize the codes, LogisticRegression."""
+    scaler = StandardScaler().fit(codes_train)
+    clf = LogisticRegression(max_iter=2000, random_state=0).fit(
+        scaler.transform(codes_train), y_train)
+    test = scaler.transform(codes_test)
+    return clf.predict(test), clf.predict_proba(test), clf.classes_
+
+
+def _macro_recall_f1(y_true, y_pred):
+    """Per-class recall and F1 from counts, averaged over the classes of y_true."""
+    recalls, f1s = [], []
+    for c in np.unique(y_true):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        fn = np.sum((y_pred != c) & (y_true == c))
+        fp = np.sum((y_pred == c) & (y_true != c))
+        recalls.append(tp / (tp + fn))
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return np.mean(recalls), np.mean(f1s)
+
+
+@pytest.fixture(scope="module")
+def small_report(digits):
+    X, y = digits
+    return compare_with_pca(X, y, n_components=(2, 3), vae_params=TINY_VAE,
+                            n_importance_samples=5, test_size=0.25)
+
+
+def test_rows_and_columns(small_report):
+    assert list(small_report.columns) == COLUMNS
+    assert small_report[["method", "n_components"]].values.tolist() == [
+        ["PCA", 2], ["VAE", 2], ["PCA", 3], ["VAE", 3]]
+    pca = small_report[small_report["method"] == "PCA"]
+    vae = small_report[small_report["method"] == "VAE"]
+    assert pca["log_likelihood_iwae"].isna().all()
+    assert np.isfinite(vae["log_likelihood_iwae"]).all()
+    assert small_report.drop(columns="log_likelihood_iwae").notna().all().all()
+    assert (small_report[["fit_seconds", "transform_seconds"]] >= 0).all().all()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_numbers_recomputed_independently(small_report, digits, k):
+    """Each row equals what sklearn (and plain numpy) give on the same split."""
+    X, y = digits
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=0)
+    models = {"PCA": PCA(k, random_state=0).fit(X_train),
+              "VAE": VAETransformer(k, random_state=0, **TINY_VAE).fit(X_train)}
+    for method, model in models.items():
+        row = small_report[(small_report["method"] == method)
+                           & (small_report["n_components"] == k)].iloc[0]
+        codes_test = model.transform(X_test)
+        assert row["log_likelihood"] == pytest.approx(model.score(X_test), rel=1e-12)
+        if method == "VAE":
+            assert row["log_likelihood_iwae"] == pytest.approx(
+                model.score(X_test, n_importance_samples=5), rel=1e-12)
+        mse = np.sum((X_test - model.inverse_transform(codes_test)) ** 2) / X_test.size
+        assert row["reconstruction_mse"] == pytest.approx(mse, rel=1e-12)
+
+        predicted, proba, classes = _classifier_predictions(
+            model.transform(X_train), y_train, codes_test)
+        recall, f1 = _macro_recall_f1(y_test, predicted)
+        assert row["accuracy"] == pytest.approx(np.mean(predicted == y_test), rel=1e-12)
+        assert row["recall_macro"] == pytest.approx(recall, rel=1e-12)
+        assert row["f1_macro"] == pytest.approx(f1, rel=1e-12)
+        # one-vs-rest AUC: the unweighted mean of the binary AUCs of each class
+        auc = np.mean([roc_auc_score(y_test == c, proba[:, i]) for i, c in enumerate(classes)])
+        assert row["roc_auc_ovr"] == pytest.approx(auc, rel=1e-12)
+
+
+def test_two_classes_use_the_binary_auc(digits):
+    X, y = digits
+    keep = y < 2
+    labels = np.where(y[keep] == 0, "zero", "one")  # strings; "zero" is the positive class
+    report = compare_with_pca(X[keep], labels, n_components=1, vae_params=TINY_VAE,
+                              n_importance_samples=1)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X[keep], labels, test_size=0.2, stratify=labels, random_state=0)
+    pca = PCA(1, random_state=0).fit(X_train)
+    _, proba, classes = _classifier_predictions(pca.transform(X_train), y_train,
+                                                pca.transform(X_test))
+    expected = roc_auc_score(y_test == classes[1], proba[:, 1])
+    assert report.loc[0, "roc_auc_ovr"] == pytest.approx(expected, rel=1e-12)
+    assert report["n_components"].tolist() == [1, 1]
+
+
+def test_without_y_the_classifier_metrics_are_nan(blobs):
+    X, _ = blobs
+    report = compare_with_pca(X, n_components=[2], vae_params=TINY_VAE, n_importance_samples=2)
+    metrics = ["accuracy", "recall_macro", "f1_macro", "roc_auc_ovr"]
+    assert report[metrics].isna().all().all()
+    assert report[["log_likelihood", "reconstruction_mse"]].notna().all().all()
+    # the split is then unstratified, with the same seed
+    X_train, X_test = train_test_split(X, test_size=0.2, random_state=0)
+    assert report.loc[0, "log_likelihood"] == pytest.approx(
+        PCA(2, random_state=0).fit(X_train).score(X_test), rel=1e-12)
+
+
+def test_vae_params_and_seed(digits):
+    X, _ = digits
+    report = compare_with_pca(X, n_components=[2], random_state=1, n_importance_samples=1,
+                              vae_params=dict(TINY_VAE, n_components=7, random_state=3))
+    X_train, X_test = train_test_split(X, test_size=0.2, random_state=1)
+    vae = VAETransformer(2, **dict(TINY_VAE, random_state=3)).fit(X_train)  # k per row wins
+    assert report.loc[1, "log_likelihood"] == pytest.approx(vae.score(X_test), rel=1e-12)
+
+
+# The demo's table in README.md (``python -m skvae.demo``), printed rounded.
+DEMO_PCA = {2: (-177.9, 13.61, 0.589), 8: (-164.1, 6.31, 0.897), 16: (-154.8, 2.97, 0.961)}
+DEMO_VAE_8 = (-110.0, -106.8, 3.50, 0.917)
+
+
+def test_reproduces_the_demo_pca_rows():
+    X, y = load_digits(return_X_y=True)
+    report = compare_with_pca(X, y, vae_params={"max_epochs": 1}, n_importance_samples=1)
+    pca = report[report["method"] == "PCA"].set_index("n_components")
+    for k, (score, mse, accuracy) in DEMO_PCA.items():
+        assert pca.loc[k, "log_likelihood"] == pytest.approx(score, abs=0.05)
+        assert pca.loc[k, "reconstruction_mse"] == pytest.approx(mse, abs=0.005)
+        assert pca.loc[k, "accuracy"] == pytest.approx(accuracy, abs=0.0005)
+
+
+def test_reproduces_the_demo_vae_row():
+    """One VAE row of the demo, fitted as the demo does (defaults, ~4 s).
+
+    On the CPU, where an int random_state gives identical fits (the README's
+    numbers come from the CPU; a GPU trains to other, equally valid numbers).
+    """
+    X, y = load_digits(return_X_y=True)
+    report = compare_with_pca(X, y, n_components=[8], vae_params={"device": "cpu"},
+                              random_state=0,
+                              n_importance_samples=100)
+    vae = report[report["method"] == "VAE"].iloc[0]
+    score, iwae, mse, accuracy = DEMO_VAE_8
+    assert vae["log_likelihood"] == pytest.approx(score, abs=0.05)
+    assert vae["log_likelihood_iwae"] == pytest.approx(iwae, abs=0.05)
+    assert vae["reconstruction_mse"] == pytest.approx(mse, abs=0.005)
+    assert vae["accuracy"] == pytest.approx(accuracy, abs=0.0005)
