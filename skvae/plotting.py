@@ -424,7 +424,8 @@ def plot_training_history(estimator, *, ax=None):
         The axes: a "training" line (one point per epoch), a "validation" line
         when validation losses were recorded (``early_stopping=True``), and a
         dashed vertical line at the epoch whose weights the model kept (the
-        lowest validation loss of the last ``fit``).
+        lowest validation loss of the last ``fit`` after the KL warm-up), and
+        a grey band over the epochs of the KL warm-up, if any.
     """
     check_is_fitted(estimator)
     plt = _pyplot("plot_training_history")
@@ -441,6 +442,11 @@ def plot_training_history(estimator, *, ax=None):
     if valid:
         v_epochs, v_loss = np.array(valid).T
         ax.plot(v_epochs, v_loss, color="C1", label="validation")
+    warmup = [record["epoch"] for record in history
+              if record.get("kl_weight", estimator.beta) < estimator.beta]
+    if warmup:
+        ax.axvspan(min(warmup) - 0.5, max(warmup) + 0.5, color="0.9", zorder=0,
+                   label="KL warm-up (early stopping waits)")
     best = _best_epoch(history)
     if best is not None:
         stopped = len(history) < _last_fit_max_epochs(estimator, history)

@@ -307,6 +307,23 @@ def test_history_without_stopping_early(pyplot, digits):
     assert ax.get_legend().get_texts()[-1].get_text() == f"best epoch {best} (weights kept)"
 
 
+def test_history_shades_the_kl_warmup(pyplot, digits):
+    vae = VAETransformer(2, **dict(ES_PARAMS, max_epochs=12, kl_warmup_epochs=5)).fit(digits[0])
+    assert vae.n_epochs_ > 5
+    ax = plot_training_history(vae)
+    band, = ax.patches
+    # epochs 1-5 (KL weights 0, 0.2, ..., 0.8 of beta) are the warm-up
+    x0, x1 = band.get_window_extent().x0, band.get_window_extent().x1
+    assert_allclose(ax.transData.inverted().transform([[x0, 0], [x1, 0]])[:, 0], [0.5, 5.5])
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "KL warm-up (early stopping waits)" in texts
+    best = int(ax.get_lines()[-1].get_xdata()[0])
+    assert best > 5  # the kept weights come from after the warm-up
+    # no warm-up, no band
+    assert not plot_training_history(VAETransformer(2, **dict(ES_PARAMS, max_epochs=4)).fit(
+        digits[0])).patches
+
+
 # ------------------------------------------------------------------ comparison
 
 
