@@ -50,10 +50,11 @@ axes[0].set_ylim(top=160)
 # step too large at this learning rate) ended training 10 epochs after the
 # best epoch, whose weights the model kept. Middle: a patience of 2 stops at
 # the first small bump of the validation curve, far too early: its held-out
-# score is about 20 nats worse. Right: during the 30 warm-up epochs the
-# training loss weights the KL term by less than 1, so it lies well below the
-# validation loss, which always uses the full weight (``beta``); once the
-# warm-up is over the two curves behave as on the left.
+# score is about 20 nats worse. Right: during the 30 warm-up epochs (grey
+# band) the training loss weights the KL term by less than 1, so it lies well
+# below the validation loss, which always uses the full weight (``beta``);
+# early stopping starts watching when the warm-up is over, and from there the
+# two curves behave as on the left.
 #
 # The training loss is averaged over an epoch's mini-batches while the weights
 # change, the validation loss is computed with the end-of-epoch weights: small
