@@ -599,6 +599,8 @@ class LimitThreads(_skorch_callback_base()):
     block around the search, in the main thread, does not reach Optuna's
     worker threads. It has no effect in a process where
     ``torch.set_num_threads`` was called (PyTorch then keeps its own count).
+    When training raises, skorch skips ``on_train_end`` and the limit stays set
+    in that thread until it ends.
 
     Parameters
     ----------
