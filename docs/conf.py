@@ -13,6 +13,11 @@ import sys
 import warnings
 from pathlib import Path
 
+# sphinx-gallery resolves the names an example uses, and
+# sklearn.model_selection.HalvingRandomSearchCV raises ImportError until this
+# import has run (the halving example does it itself, but after the resolution)
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+
 import skvae
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,9 +47,13 @@ html_theme_options = {
 
 # API reference: one page per public object, generated from the docstrings.
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": True}
+autodoc_default_options = {"members": True, "inherited-members": True,
+                           "undoc-members": True}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
+# Attributes are listed with the text of the class docstring, not replaced by
+# the summary of an inherited property (scikit-learn's link into its glossary)
+numpydoc_attributes_as_param_list = False
 # Types written in scikit-learn's words ("array-like of shape (n, m)") are
 # linked where they name a real object and left as text otherwise.
 numpydoc_xref_param_type = False
@@ -102,14 +111,18 @@ warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
 
 
 _ROLE = re.compile(r":(?:ref|term):`([^`<]*?)\s*(?:<[^`>]*>)?`")
+# a bare word ending in "_" (classes_) is a reST link reference
+_TRAILING_UNDERSCORE = re.compile(r"(?<![`\w])([A-Za-z]\w*_)(?![`\w])")
 
 
 def _unlink_sklearn_docstring(app, what, name, obj, options, lines):
     """Methods inherited from scikit-learn (``set_output``, ``set_params``,
     metadata routing) link to labels of scikit-learn's own documentation; keep
     their text and drop the links, which cannot resolve here."""
-    if getattr(obj, "__module__", "") and obj.__module__.startswith("sklearn"):
-        lines[:] = [_ROLE.sub(lambda m: m.group(1) or "", line) for line in lines]
+    module = getattr(getattr(obj, "fget", obj), "__module__", None) or ""
+    if module.startswith("sklearn"):
+        lines[:] = [_TRAILING_UNDERSCORE.sub(r"``\1``", _ROLE.sub(lambda m: m.group(1) or "", line))
+                    for line in lines]
 
 
 def setup(app):

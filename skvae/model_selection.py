@@ -345,11 +345,11 @@ class EvolutionarySearchCV(BaseSearchCV):
         Generations run (fewer than ``generations`` after an early stop).
 
     n_features_in_ : int
-        Number of features seen during :term:`fit` (when the best estimator
+        Number of features seen during ``fit`` (when the best estimator
         defines it).
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :term:`fit` (when defined).
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during ``fit`` (when defined).
 
     See Also
     --------
