@@ -38,6 +38,7 @@ from sklearn.model_selection import ParameterSampler
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
+from skorch.callbacks import Callback
 
 from ._utils import import_optional
 
@@ -581,13 +582,7 @@ def dask_cluster(address=None, *, n_workers=None, threads_per_worker=1, processe
         yield client
 
 
-def _skorch_callback_base():
-    from skorch.callbacks import Callback
-
-    return Callback
-
-
-class LimitThreads(_skorch_callback_base()):
+class LimitThreads(Callback):
     """skorch callback capping PyTorch's CPU threads while a fit trains.
 
     Pass it to ``VAETransformer(callbacks=[LimitThreads(1)])`` when several fits
