@@ -32,6 +32,7 @@ import contextlib
 import math
 import warnings
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.model_selection import ParameterSampler
@@ -53,6 +54,28 @@ __all__ = [
 #: Encoder widths searched by the default spaces: width and depth in one choice.
 HIDDEN_LAYER_SIZES = ((64,), (128,), (256,), (128, 64), (256, 128), (512, 256), (256, 128, 64))
 BATCH_SIZES = (32, 64, 128, 256)
+
+
+class _IntRange(NamedTuple):
+    low: int
+    high: int  # inclusive
+
+
+class _LogRange(NamedTuple):
+    low: float
+    high: float
+
+
+#: The default search space, written once: both functions below translate it.
+#: A tuple is a list of choices.
+_DEFAULT_SPACE = {
+    "n_components": _IntRange(2, 32),
+    "hidden_layer_sizes": HIDDEN_LAYER_SIZES,
+    "beta": _LogRange(0.1, 2.0),
+    "learning_rate": _LogRange(1e-4, 1e-2),
+    "batch_size": BATCH_SIZES,
+    "kl_warmup_epochs": _IntRange(0, 20),
+}
 
 # quantile genes are kept off 0 and 1, where ppf gives -inf / inf (or a - 1 for
 # discrete distributions)
@@ -98,15 +121,14 @@ def vae_param_distributions(prefix=""):
     """
     from scipy.stats import loguniform, randint
 
-    space = {
-        "n_components": randint(2, 33),
-        "hidden_layer_sizes": list(HIDDEN_LAYER_SIZES),
-        "beta": loguniform(0.1, 2.0),
-        "learning_rate": loguniform(1e-4, 1e-2),
-        "batch_size": list(BATCH_SIZES),
-        "kl_warmup_epochs": randint(0, 21),
-    }
-    return {prefix + name: value for name, value in space.items()}
+    def translate(spec):
+        if isinstance(spec, _IntRange):
+            return randint(spec.low, spec.high + 1)
+        if isinstance(spec, _LogRange):
+            return loguniform(spec.low, spec.high)
+        return list(spec)
+
+    return {prefix + name: translate(spec) for name, spec in _DEFAULT_SPACE.items()}
 
 
 def vae_optuna_distributions(prefix=""):
@@ -142,17 +164,17 @@ def vae_optuna_distributions(prefix=""):
     """
     distributions = import_optional("optuna.distributions", extra="search",
                                     caller="vae_optuna_distributions")
+
+    def translate(spec):
+        if isinstance(spec, _IntRange):
+            return distributions.IntDistribution(spec.low, spec.high)
+        if isinstance(spec, _LogRange):
+            return distributions.FloatDistribution(spec.low, spec.high, log=True)
+        return distributions.CategoricalDistribution(spec)
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Choices for a categorical distribution")
-        space = {
-            "n_components": distributions.IntDistribution(2, 32),
-            "hidden_layer_sizes": distributions.CategoricalDistribution(HIDDEN_LAYER_SIZES),
-            "beta": distributions.FloatDistribution(0.1, 2.0, log=True),
-            "learning_rate": distributions.FloatDistribution(1e-4, 1e-2, log=True),
-            "batch_size": distributions.CategoricalDistribution(BATCH_SIZES),
-            "kl_warmup_epochs": distributions.IntDistribution(0, 20),
-        }
-    return {prefix + name: value for name, value in space.items()}
+        return {prefix + name: translate(spec) for name, spec in _DEFAULT_SPACE.items()}
 
 
 # --------------------------------------------------------------------- genome

@@ -248,6 +248,13 @@ def test_default_optuna_space_is_valid(digits):
         vae.set_params(**params).fit(X[:64])
         assert np.isfinite(vae.score(X[:64]))
     assert set(vae_optuna_distributions("vae__")) == {"vae__" + name for name in space}
+    # the two spaces have the same ranges and choices
+    for name, scipy_values in vae_param_distributions().items():
+        optuna_values = space[name]
+        if isinstance(optuna_values, optuna.distributions.CategoricalDistribution):
+            assert list(optuna_values.choices) == scipy_values
+        else:
+            assert scipy_values.support() == (optuna_values.low, optuna_values.high)
 
 
 @pytest.mark.parametrize("module, call", [
