@@ -462,10 +462,10 @@ def plot_training_history(estimator, *, ax=None):
 def _best_epoch(history):
     """Epoch whose weights early stopping kept, or None.
 
-    skorch's ``EarlyStopping(load_best=True)`` restores the epoch with the
-    lowest validation loss of the last ``fit``: the last epoch that
-    ``PassthroughScoring`` flagged ``valid_loss_best`` (its best-so-far
-    restarts with every fit). Without a validation loss in the last epoch
+    skvae's early stopping (``_net.WarmupEarlyStopping``) restores the epoch
+    with the lowest validation loss of the last ``fit`` after the KL warm-up,
+    and flags it ``valid_loss_best`` in the history (its best-so-far restarts
+    with every fit): the last flagged epoch. Without a validation loss in the last epoch
     (no early stopping, or ``partial_fit`` afterwards) the weights are the last
     epoch's: None.
     """
