@@ -125,9 +125,13 @@ def test_vae_params_and_seed(digits):
     assert report.loc[1, "log_likelihood"] == pytest.approx(vae.score(X_test), rel=1e-12)
 
 
-# The demo's table in README.md (``python -m skvae.demo``), printed rounded.
+# The demo's table in README.md (``python -m skvae.demo``), printed rounded. PCA is
+# a closed form: its rows hold to the printed digits on any machine (one test image
+# of slack in the accuracy, for a LogisticRegression that converges elsewhere a hair
+# differently). A trained VAE's last digits differ between CPUs (other kernels, other
+# rounding), so its row is checked against bounds that any good fit meets, not pinned.
 DEMO_PCA = {2: (-177.9, 13.61, 0.589), 8: (-164.1, 6.31, 0.897), 16: (-154.8, 2.97, 0.961)}
-DEMO_VAE_8 = (-110.0, -106.8, 3.50, 0.917)
+ONE_TEST_IMAGE = 1 / 360  # accuracy step of the demo's 360 held-out images
 
 
 def test_reproduces_the_demo_pca_rows():
@@ -135,24 +139,26 @@ def test_reproduces_the_demo_pca_rows():
     report = compare_with_pca(X, y, vae_params={"max_epochs": 1}, n_importance_samples=1)
     pca = report[report["method"] == "PCA"].set_index("n_components")
     for k, (score, mse, accuracy) in DEMO_PCA.items():
-        assert pca.loc[k, "log_likelihood"] == pytest.approx(score, abs=0.05)
-        assert pca.loc[k, "reconstruction_mse"] == pytest.approx(mse, abs=0.005)
-        assert pca.loc[k, "accuracy"] == pytest.approx(accuracy, abs=0.0005)
+        assert pca.loc[k, "log_likelihood"] == pytest.approx(score, abs=0.051)
+        assert pca.loc[k, "reconstruction_mse"] == pytest.approx(mse, abs=0.0051)
+        assert pca.loc[k, "accuracy"] == pytest.approx(accuracy, abs=ONE_TEST_IMAGE + 5e-4)
 
 
-def test_reproduces_the_demo_vae_row():
-    """One VAE row of the demo, fitted as the demo does (defaults, ~4 s).
+def test_the_demo_vae_row_beats_pca():
+    """The demo's k=8 VAE row (defaults, ~4 s), against bounds rather than digits.
 
-    On the CPU, where an int random_state gives identical fits (the README's
-    numbers come from the CPU; a GPU trains to other, equally valid numbers).
+    The README's claims: the default VAE explains held-out digits tens of nats
+    better than PCA (44-54 nats on the machine that printed the table), the IWAE
+    estimate is tighter than the ELBO, and its codes classify at least as well.
     """
     X, y = load_digits(return_X_y=True)
     report = compare_with_pca(X, y, n_components=[8], vae_params={"device": "cpu"},
-                              random_state=0,
-                              n_importance_samples=100)
+                              random_state=0, n_importance_samples=100)
+    pca = report[report["method"] == "PCA"].iloc[0]
     vae = report[report["method"] == "VAE"].iloc[0]
-    score, iwae, mse, accuracy = DEMO_VAE_8
-    assert vae["log_likelihood"] == pytest.approx(score, abs=0.05)
-    assert vae["log_likelihood_iwae"] == pytest.approx(iwae, abs=0.05)
-    assert vae["reconstruction_mse"] == pytest.approx(mse, abs=0.005)
-    assert vae["accuracy"] == pytest.approx(accuracy, abs=0.0005)
+    assert vae["log_likelihood"] > pca["log_likelihood"] + 30
+    assert vae["log_likelihood"] > -125  # the README prints about -110
+    # IWAE (K=100) is a tighter bound: higher, but by a few nats, not tens
+    assert vae["log_likelihood"] < vae["log_likelihood_iwae"] < vae["log_likelihood"] + 10
+    assert vae["reconstruction_mse"] < pca["reconstruction_mse"]
+    assert vae["accuracy"] > 0.85 and vae["roc_auc_ovr"] > 0.95
