@@ -31,9 +31,14 @@ def bernoulli_log_likelihood(x, logits):
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
+def gaussian_kl_per_dimension(mu, logvar):
+    """KL(N(mu_j, exp(logvar_j)) || N(0, 1)) of each latent dimension, shape ``mu.shape``."""
+    return 0.5 * (mu.square() + torch.exp(logvar) - 1.0 - logvar)
+
+
 def gaussian_kl(mu, logvar):
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions."""
-    return 0.5 * (mu.square() + torch.exp(logvar) - 1.0 - logvar).sum(-1)
+    return gaussian_kl_per_dimension(mu, logvar).sum(-1)
 
 
 def standard_normal_log_density(z):

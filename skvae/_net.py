@@ -17,7 +17,7 @@ from skorch.callbacks import (Callback, EarlyStopping, EpochTimer, PassthroughSc
                               PrintLog, ProgressBar)
 from skorch.utils import TeeGenerator
 
-from ._losses import elbo, kl_weight
+from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
 
 
 class NegativeELBO(torch.nn.Module):
@@ -264,3 +264,28 @@ def build_callbacks(*, beta, kl_warmup_epochs, learning_rate, early_stopping,
             start_epoch=kl_warmup_epochs, monitor="valid_loss", patience=n_iter_no_change,
             threshold=0.0, threshold_mode="abs", load_best=True)))
     return callbacks
+
+
+def mean_latent_kl(module, dataset, batch_size=4096):
+    """Mean KL(q(z_j | x) || N(0, 1)) over the rows of ``dataset``, per latent dimension.
+
+    Parameters
+    ----------
+    module : VAEModule
+    dataset : skvae._data.TrainingData
+        Model-ready rows (the training data of a fit).
+    batch_size : int
+        Rows encoded at a time.
+
+    Returns
+    -------
+    kl : ndarray of shape (n_components,)
+        In nats, float64. A dimension whose posterior equals the prior for every
+        row (a "collapsed" or unused latent) has 0.
+    """
+    total = torch.zeros(module.n_components, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            mu, logvar = module.encode(dataset.take(slice(start, start + batch_size)))
+            total += gaussian_kl_per_dimension(mu, logvar).sum(0, dtype=torch.float64).cpu()
+    return (total / max(1, len(dataset))).numpy()

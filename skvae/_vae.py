@@ -24,7 +24,7 @@ from skorch.history import History
 from ._data import BatchIterator, TrainingData, inference_batches, validation_split
 from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
 from ._module import ACTIVATIONS, VAEModule
-from ._net import VAENet, build_callbacks
+from ._net import VAENet, build_callbacks, mean_latent_kl
 from ._utils import (adam_options, check_device_name, derive_seed, make_generator, make_seed,
                      resolve_device)
 
@@ -134,6 +134,20 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     n_epochs_ : int
         Epochs trained, counted across ``partial_fit`` and warm-started fits.
+
+    n_components_ : int
+        Number of latent dimensions (the columns of :meth:`transform`), as in
+        :class:`~sklearn.decomposition.PCA`.
+
+    latent_kl_ : ndarray of shape (`n_components_`,)
+        How much the model uses each latent dimension: the mean over the
+        training rows of the last ``fit`` (or ``partial_fit`` call) of
+        KL(q(z_j | x) || N(0, 1)), in nats, in the column order of
+        :meth:`transform`. A dimension the model does not use ("posterior
+        collapse") has a value near 0. This is the counterpart of PCA's
+        ``explained_variance_ratio_`` for choosing ``n_components``:
+        ``np.sort(latent_kl_)[::-1]`` orders the dimensions like PCA's
+        components.
 
     mean_ : ndarray of shape (`n_features_in_`,)
         Per-feature mean subtracted before modelling (zeros for
@@ -339,6 +353,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if resume:
             self._check_same_architecture()
         X = self._validate_X(X, reset=not resume)
+        if not resume and self.n_components > X.shape[1]:
+            raise ValueError(
+                f"n_components={self.n_components} must be at most n_features="
+                f"{X.shape[1]}, as for PCA: a latent space wider than the data only adds "
+                "dimensions that the KL term switches off. Use n_components <= "
+                f"{X.shape[1]}."
+            )
         _check_support(X, self.likelihood)
         device = resolve_device(self.device)
 
@@ -378,6 +399,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         net.partial_fit(data)
 
         self.mean_, self.scale_ = mean, scale
+        self.n_components_ = net.module_.n_components
+        self.latent_kl_ = mean_latent_kl(net.module_, data)
         self.history_ = net.history_
         self.n_epochs_ = len(net.history_)
         self.device_ = device
@@ -392,6 +415,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             X = X.copy()  # sum duplicate entries, never in the caller's arrays
             X.sum_duplicates()
         return X
+
+    def _validate_params(self):
+        _check_n_components(self.n_components)
+        super()._validate_params()
 
     def _check_remaining_params(self):
         """Checks that ``_parameter_constraints`` cannot express."""
@@ -643,6 +670,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     # ---------------------------------------------------------------- contract
 
+    def __getattr__(self, name):
+        # Only called when normal lookup fails: PCA's fitted attributes get an
+        # error that names the VAE's counterpart instead of a bare AttributeError.
+        if name in _PCA_ATTRIBUTES:
+            raise AttributeError(
+                f"'VAETransformer' object has no attribute {name!r}: it is an attribute "
+                f"of PCA. {_PCA_ATTRIBUTES[name]} See 'Coming from PCA' in the skvae "
+                "documentation."
+            )
+        raise AttributeError(f"'VAETransformer' object has no attribute {name!r}")
+
     def __sklearn_is_fitted__(self):
         return hasattr(self, "module_")
 
@@ -691,6 +729,52 @@ def standardization(X):
     scale = np.sqrt(var)
     scale[constant] = np.sqrt(var[~constant].mean()) if (~constant).any() else 1.0
     return mean, scale
+
+
+_NO_VARIANCE_ORDER = (
+    "A VAE's latent dimensions are not ordered by explained variance; the fitted "
+    "attribute latent_kl_ says how much each one is used (mean KL divergence from the "
+    "prior, in nats; near 0 for an unused dimension)."
+)
+_PCA_ATTRIBUTES = {
+    "explained_variance_ratio_": _NO_VARIANCE_ORDER,
+    "explained_variance_": _NO_VARIANCE_ORDER,
+    "singular_values_": _NO_VARIANCE_ORDER,
+    "components_": (
+        "A VAE's decoder is nonlinear, so there is no matrix of components: "
+        "inverse_transform maps latent codes to the data space, and "
+        "skvae.plotting.plot_latent_traversal draws what each latent dimension does."
+    ),
+    "noise_variance_": (
+        "The Gaussian likelihood learns one variance per feature (the module's "
+        "log_variance()); score and score_samples give the log-likelihood directly."
+    ),
+}
+
+
+def _check_n_components(n_components):
+    """A clear error for an ``n_components`` that PCA takes and a VAE cannot."""
+    if isinstance(n_components, bool):  # an Integral that torch cannot size a layer with
+        pca_reading = "A bool is not a number of dimensions."
+    elif isinstance(n_components, Integral):
+        if n_components >= 1:
+            return
+        pca_reading = "PCA(n_components=0) keeps no component; a VAE needs at least one."
+    elif n_components is None:
+        pca_reading = "PCA reads None as 'keep every component'."
+    elif isinstance(n_components, str):
+        pca_reading = f"PCA reads {n_components!r} as 'choose the number for me'."
+    elif isinstance(n_components, Real) and 0 < n_components < 1:
+        pca_reading = ("PCA reads a float in (0, 1) as the share of variance to explain; "
+                       "a VAE's latent dimensions are not ordered by variance.")
+    else:
+        return  # the generic message of _parameter_constraints says it well
+    raise InvalidParameterError(
+        "The 'n_components' parameter of VAETransformer must be an int >= 1, the number "
+        f"of latent dimensions. Got {n_components!r} instead. {pca_reading} Choose it by "
+        "held-out score (e.g. GridSearchCV over n_components), or fit with a generous "
+        "n_components and count the dimensions in use in the fitted latent_kl_."
+    )
 
 
 def _hidden_sizes(hidden_layer_sizes):

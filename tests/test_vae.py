@@ -1430,3 +1430,75 @@ def test_fit_inside_a_no_grad_block_trains(digits, context):
     n = SMALL["max_epochs"]
     assert_array_equal(est.history_[:n, "train_loss"], reference.history_[:, "train_loss"])
     assert est.n_epochs_ == SMALL["max_epochs"] + 1
+
+
+# --------------------------------------------------------- coming from PCA
+
+
+@pytest.mark.parametrize("n_components, reading", [
+    (0, "keeps no component"),
+    (0.95, "share of variance"),
+    ("mle", "choose the number for me"),
+    (None, "keep every component"),
+    (True, "not a number of dimensions"),
+])
+def test_pca_only_n_components_name_the_vae_way(digits, n_components, reading):
+    est = VAETransformer(n_components, **SMALL)
+    for method in ("fit", "partial_fit"):
+        with pytest.raises(InvalidParameterError,
+                           match=r"'n_components' parameter of VAETransformer must be an int"
+                                 rf" >= 1.*{reading}.*GridSearchCV.*latent_kl_"):
+            getattr(est, method)(digits[0])
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "fit_transform"])
+def test_more_components_than_features_raises_like_pca(blobs, method):
+    X, _ = blobs  # 5 features
+    est = VAETransformer(6, **SMALL)
+    with pytest.raises(ValueError, match="n_components=6 must be at most n_features=5"):
+        getattr(est, method)(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(est)
+    assert VAETransformer(5, **SMALL).fit(X).n_components_ == 5
+
+
+@pytest.mark.parametrize("name", ["explained_variance_ratio_", "explained_variance_",
+                                  "singular_values_", "components_", "noise_variance_"])
+def test_pca_attributes_name_the_vae_counterpart(fitted_vae, name):
+    with pytest.raises(AttributeError, match=rf"no attribute '{name}': it is an attribute of "
+                                             r"PCA\..*Coming from PCA"):
+        getattr(fitted_vae, name)
+    assert not hasattr(fitted_vae, name)
+    with pytest.raises(AttributeError, match=r"no attribute 'explained_variance_rati'$"):
+        fitted_vae.explained_variance_rati
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_latent_kl_is_the_mean_kl_per_dimension_of_the_training_rows(digits, likelihood):
+    X = _data(likelihood, digits[0])
+    est = VAETransformer(3, likelihood=likelihood, **SMALL).fit(X)
+    assert est.n_components_ == 3
+    assert est.latent_kl_.shape == (3,) and est.latent_kl_.dtype == np.float64
+    model_ready = (X - est.mean_) / est.scale_
+    with torch.no_grad():
+        mu, logvar = est.module_.encode(torch.as_tensor(model_ready, dtype=torch.float32))
+    expected = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).double().mean(0).numpy()
+    assert_allclose(est.latent_kl_, expected, rtol=1e-4, atol=1e-6)
+    # partial_fit: the rows of the last call
+    est.partial_fit(X[:50])
+    with torch.no_grad():
+        mu, logvar = est.module_.encode(torch.as_tensor(model_ready[:50], dtype=torch.float32))
+    expected = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).double().mean(0).numpy()
+    assert_allclose(est.latent_kl_, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_latent_kl_shows_posterior_collapse(digits):
+    X = digits[0]
+    params = dict(SMALL, max_epochs=30, learning_rate=1e-2)
+    used = VAETransformer(4, **params).fit(X).latent_kl_
+    collapsed = VAETransformer(4, beta=100.0, **params).fit(X).latent_kl_
+    assert (used >= 0).all() and (collapsed >= 0).all()
+    assert used.max() > 1.0  # nats: the model encodes the images
+    assert collapsed.max() < 0.1 * used.max()  # a heavy KL weight switches latents off
