@@ -5,9 +5,9 @@ and ``__setstate__`` through :func:`import_state`. On the way out, every torch o
 skorch object becomes data that pickle and ``skops.io`` store without running code
 on load: the network becomes its architecture (builtins) and ``state_dict()`` (NumPy
 arrays), tensors nested in dicts, lists and tuples (the optimizer state) become
-NumPy arrays, and skorch's ``History`` its list of dicts as one JSON string. The state records
-which attributes were converted, how, and in which format, so that loading rebuilds
-exactly those objects, whatever other attributes the estimator has.
+NumPy arrays, and skorch's ``History`` its list of dicts as one JSON string. The
+state records which attributes were converted, how, and in which format, so that
+loading rebuilds exactly those objects, whatever other attributes the estimator has.
 
 Formats
 -------

@@ -24,6 +24,7 @@ from skorch.history import History
 
 import skvae
 from skvae import VAETransformer
+from skvae._module import ACTIVATIONS
 from skvae._persistence import FORMAT
 
 DATA = Path(__file__).parent / "data"
@@ -164,6 +165,22 @@ def test_skops_round_trip(digits, fitted_for, likelihood, tmp_path):
     b = loaded.partial_fit(X)
     assert b.n_epochs_ == est.n_epochs_ + 1
     assert_array_equal(a.transform(X), b.transform(X))
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_skops_round_trip_of_every_architecture(digits, activation, likelihood):
+    sio = pytest.importorskip("skops.io")
+    X = _data(likelihood, digits[0][:100])
+    est = VAETransformer(2, activation=activation, likelihood=likelihood,
+                         **{**SMALL, "max_epochs": 1}).fit(X)
+    blob = sio.dumps(est)
+    assert sio.get_untrusted_types(data=blob) == SKVAE_TYPES
+    loaded = sio.loads(blob, trusted=SKVAE_TYPES)
+    assert loaded.module_.activation == activation
+    Z = est.transform(X)
+    assert_array_equal(loaded.transform(X), Z)
+    assert_array_equal(loaded.inverse_transform(Z), est.inverse_transform(Z))
 
 
 def test_skops_round_trip_of_a_pipeline(digits, tmp_path):
