@@ -84,7 +84,8 @@ numpydoc_xref_ignore = {
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(sklearn|numpy|np|scipy|pandas|pd|torch|skorch|matplotlib|optuna"
-               r"|optuna_integration|joblib|dask|distributed|dask_ml|deap|threadpoolctl)"
+               r"|optuna_integration|joblib|dask|distributed|dask_ml|deap|threadpoolctl"
+               r"|skops|skl2onnx|onnx|onnxruntime)"
                r"(\..*)?"),
     (r"py:.*", r"(array-like|sparse matrix|array|ndarray|DataFrame|Figure|Axes"
                r"|RandomState|Generator|Module|History|Callback|estimator|callable)"),

@@ -25,6 +25,7 @@ from ._data import BatchIterator, TrainingData, inference_batches, validation_sp
 from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
 from ._module import ACTIVATIONS, VAEModule
 from ._net import VAENet, build_callbacks, mean_latent_kl
+from ._persistence import export_state, import_state
 from ._utils import (adam_options, check_device_name, derive_seed, make_generator, make_seed,
                      resolve_device)
 
@@ -695,22 +696,23 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return tags
 
     def __getstate__(self):
-        # Pickles hold CPU tensors only, so a model fitted on a GPU loads anywhere.
-        state = dict(super().__getstate__())  # may be self.__dict__ itself: copy
-        if "module_" in state:
-            state["module_"] = _to_cpu(state["module_"])
-            state["_optimizer_state"] = _to_cpu(state["_optimizer_state"])
-        return state
+        # NumPy arrays and builtins only (see _persistence.py): pickle and skops.io
+        # store no torch or skorch objects, so loading runs no torch code from the
+        # file and a model fitted on a GPU loads anywhere.
+        from . import __version__
+
+        return export_state(super().__getstate__(), __version__)
 
     def __setstate__(self, state):
-        super().__setstate__(state)
+        from . import __version__
+
+        super().__setstate__(import_state(state, __version__))
         device = getattr(self, "device_", "cpu")
         if device != "cpu" and hasattr(self, "module_"):
             try:
                 self.module_.to(resolve_device(device))
             except ValueError:  # that device is not here: stay on the CPU
                 pass
-
 
 def standardization(X):
     """Per-feature ``(mean, scale)`` of X for the Gaussian likelihood.
@@ -809,17 +811,3 @@ def _check_importance_samples(n):
         )
     return int(n)
 
-
-def _to_cpu(obj):
-    """Deep copy of a module or a nested state dict with all tensors on the CPU."""
-    if isinstance(obj, torch.nn.Module):
-        if all(p.device.type == "cpu" for p in obj.parameters()):
-            return obj
-        return copy.deepcopy(obj).to("cpu")
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj

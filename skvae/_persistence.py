@@ -1,0 +1,211 @@
+"""The saved state of a fitted estimator: NumPy arrays and builtins only.
+
+``VAETransformer.__getstate__`` passes its attributes through :func:`export_state`
+and ``__setstate__`` through :func:`import_state`. On the way out, every torch or
+skorch object becomes data that pickle and ``skops.io`` store without running code
+on load: the network becomes its architecture (builtins) and ``state_dict()`` (NumPy
+arrays), tensors nested in dicts, lists and tuples (the optimizer state) become
+NumPy arrays, and skorch's ``History`` its list of dicts as one JSON string. The
+state records which attributes were converted, how, and in which format, so that
+loading rebuilds exactly those objects, whatever other attributes the estimator has.
+
+Formats
+-------
+0
+    No ``_skvae_format`` key: pickles written before formats existed, holding the
+    torch objects themselves. Loaded as they are.
+1
+    The conversion above, with ``_skvae_version`` and ``_skvae_format``.
+"""
+
+import json
+
+import numpy as np
+import torch
+from skorch.history import History
+
+from ._module import VAEModule
+
+#: The format this skvae writes; it reads formats 0 to FORMAT.
+FORMAT = 1
+
+#: Keys added to the state (removed again on load).
+VERSION_KEY, FORMAT_KEY, CONVERTED_KEY = "_skvae_version", "_skvae_format", "_skvae_converted"
+
+
+def export_state(state, version):
+    """Return a copy of the attribute dict ``state`` without torch or skorch objects.
+
+    Parameters
+    ----------
+    state : dict
+        The estimator's attributes. Not modified.
+    version : str
+        The skvae version to record.
+
+    Returns
+    -------
+    state : dict
+        Builtins and NumPy arrays (plus any non-torch objects ``state`` held),
+        with :data:`VERSION_KEY`, :data:`FORMAT_KEY` and :data:`CONVERTED_KEY`.
+    """
+    out, converted = {}, {}
+    for name, value in state.items():
+        if isinstance(value, torch.nn.Module):
+            out[name], converted[name] = _export_module(name, value), "module"
+        elif isinstance(value, History):
+            out[name], converted[name] = _export_history(value), "history"
+        elif _holds_tensors(value):
+            out[name], converted[name] = _tensors_to_numpy(value), "tensors"
+        else:
+            out[name] = value
+    out[VERSION_KEY], out[FORMAT_KEY], out[CONVERTED_KEY] = version, FORMAT, converted
+    return out
+
+
+def import_state(state, version):
+    """Rebuild the attribute dict written by :func:`export_state` (or a format 0 one).
+
+    Parameters
+    ----------
+    state : dict
+        A saved state. Not modified.
+    version : str
+        The running skvae version, for the error message.
+
+    Returns
+    -------
+    state : dict
+        The attributes, with the network and tensors on the CPU.
+
+    Raises
+    ------
+    ValueError
+        When the state has a format this skvae does not know (a newer one, or
+        not a format number at all).
+    """
+    state = dict(state)
+    fmt = state.pop(FORMAT_KEY, 0)
+    saved_by = state.pop(VERSION_KEY, "an unknown version")
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or not 0 <= fmt <= FORMAT:
+        newer = isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT
+        raise ValueError(
+            f"Cannot load this VAETransformer: it was saved by skvae {saved_by} in state "
+            f"format {fmt!r}, but skvae {version} reads formats 0 to {FORMAT}. "
+            + ("Upgrade skvae (pip install --upgrade skvae) to load it."
+               if newer else "The file is not a state that any skvae wrote.")
+        )
+    for name, kind in state.pop(CONVERTED_KEY, {}).items():
+        if kind == "module":
+            state[name] = _import_module(state[name])
+        elif kind == "history":
+            state[name] = _import_history(state[name])
+        elif kind == "tensors":
+            state[name] = _numpy_to_tensors(state[name])
+        else:
+            raise ValueError(
+                f"Cannot load this VAETransformer: attribute {name!r} was saved as "
+                f"{kind!r}, which skvae {version} does not know. Upgrade skvae "
+                "(pip install --upgrade skvae) to load it."
+            )
+    return state
+
+
+# ----------------------------------------------------------------- the network
+
+def _export_module(name, module):
+    if not isinstance(module, VAEModule):
+        raise TypeError(
+            f"Cannot save attribute {name!r}: skvae saves its own VAEModule networks, "
+            f"not a {type(module).__name__}. Store the network's state_dict() instead."
+        )
+    return {
+        "n_features": module.n_features,
+        "n_components": module.n_components,
+        "hidden_layer_sizes": tuple(module.hidden_layer_sizes),
+        "activation": module.activation,
+        "likelihood": module.likelihood,
+        "state_dict": {key: _tensor_to_numpy(value)
+                       for key, value in module.state_dict().items()},
+    }
+
+
+def _import_module(saved):
+    # Built on the meta device (no random draws, no memory), given CPU storage,
+    # then filled with the saved weights: as skvae._vae builds a new network.
+    with torch.device("meta"):
+        module = VAEModule(saved["n_features"], saved["n_components"],
+                           tuple(saved["hidden_layer_sizes"]), saved["activation"],
+                           saved["likelihood"])
+    module = module.to(torch.float32).to_empty(device="cpu")
+    module.load_state_dict({key: torch.tensor(value)
+                            for key, value in saved["state_dict"].items()})
+    return module
+
+
+# ------------------------------------------------------------------- history
+
+def _export_history(history):
+    # One JSON string: skops.io would store each entry of each batch as a node of
+    # its schema (about 30 times the size, and slow to load for long fits).
+    # Floats survive exactly (repr round-trips), NaN and inf included.
+    entries = _plain(list(history))
+    try:
+        return json.dumps(entries)
+    except (TypeError, ValueError):  # a callback recorded something else: keep it
+        return entries
+
+
+def _import_history(saved):
+    return History(json.loads(saved) if isinstance(saved, str) else saved)
+
+
+# -------------------------------------------------------------- nested values
+
+def _plain(value):
+    """``value`` with NumPy scalars as Python ones (exact), through dicts and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _holds_tensors(value):
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tensors(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensors(v) for v in value)
+    return False
+
+
+def _tensor_to_numpy(tensor):
+    # a copy: the live tensor must not change the saved state (nor the reverse)
+    tensor = tensor.detach()
+    if tensor.device.type == "cpu":
+        return tensor.numpy().copy()
+    return tensor.cpu().numpy()
+
+
+def _tensors_to_numpy(value):
+    if isinstance(value, torch.Tensor):
+        return _tensor_to_numpy(value)
+    if isinstance(value, dict):
+        return {k: _tensors_to_numpy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_tensors_to_numpy(v) for v in value)
+    return value
+
+
+def _numpy_to_tensors(value):
+    if isinstance(value, np.ndarray):
+        return torch.tensor(value)
+    if isinstance(value, dict):
+        return {k: _numpy_to_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_numpy_to_tensors(v) for v in value)
+    return value
