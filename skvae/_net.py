@@ -94,14 +94,22 @@ class VAENet(NeuralNet):
         loss (:class:`skvae._losses.RowNoise`).
     skvae_callbacks : list of (name, Callback)
         skvae's own callbacks; they run before the user's ``callbacks``.
+    loss_offset : float, default=0.0
+        Added to every loss the history records (``train_loss``,
+        ``valid_loss``, per batch and per epoch), in float64: ``sum(log(scale))``
+        turns the negative ELBO of the standardized data the module sees into
+        the negative ELBO in the units of X, the units of ``-score``. The
+        objective and its gradient are unchanged (the ``loss`` a callback
+        receives in ``on_batch_end`` is the objective, without the offset).
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
 
     def __init__(self, module, *, beta=1.0, noise_generator=None, valid_noise=None,
-                 skvae_callbacks=(), **kwargs):
+                 skvae_callbacks=(), loss_offset=0.0, **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
         self.beta = beta
+        self.loss_offset = loss_offset
         self.noise_generator = noise_generator
         self.valid_noise = valid_noise
         self.skvae_callbacks = skvae_callbacks
@@ -128,12 +136,14 @@ class VAENet(NeuralNet):
         loop at batch size 512). Here the losses stay on the device and are
         written to the history as floats in one transfer when the batches are
         done, before any ``on_epoch_end``. A callback with an ``on_batch_end``
-        (a progress bar, say) may read the batch's loss there: then skorch's own
-        loop runs.
+        (a progress bar, say) may read the batch's loss there: then each loss is
+        recorded as its batch ends, as skorch does. Either way the history gets
+        ``loss + loss_offset``, added in float64.
         """
-        if iterator is None or self._listeners("on_batch_end"):
-            return super().run_single_epoch(iterator, training, prefix, step_fn,
-                                            **fit_params)
+        if iterator is None:
+            return
+        offset = float(self.loss_offset)
+        per_batch = bool(self._listeners("on_batch_end"))
         # one preallocated buffer: 0-d tensors kept alive between the batches'
         # large temporaries fragment the CPU heap (+400 MiB RSS in one epoch on
         # 50,000 x 5,000 sparse data)
@@ -141,16 +151,19 @@ class VAENet(NeuralNet):
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            if losses is None:
-                losses = step["loss"].new_empty(len(iterator))
-            losses[count] = step["loss"].detach()
+            if per_batch:
+                self.history.record_batch(prefix + "_loss", step["loss"].item() + offset)
+            else:
+                if losses is None:
+                    losses = step["loss"].new_empty(len(iterator))
+                losses[count] = step["loss"].detach()
             count += 1
             self.history.record_batch(prefix + "_batch_size", len(batch[0]))
             self.notify("on_batch_end", batch=batch, training=training, **step)
-        if count:
+        if count and not per_batch:
             batches = self.history[-1]["batches"][-count:]
             for record, value in zip(batches, losses[:count].tolist()):
-                record[prefix + "_loss"] = value
+                record[prefix + "_loss"] = value + offset
         self.history.record(prefix + "_batch_count", count)
 
     def notify(self, method_name, **cb_kwargs):

@@ -243,6 +243,28 @@ def test_batch_losses_are_read_once_per_epoch_with_the_same_history():
     assert len(reader.seen) == 9 and all(type(v) is float for v in reader.seen)
 
 
+@pytest.mark.parametrize("reader", [False, True])
+def test_loss_offset_shifts_the_recorded_losses_only(reader):
+    # the offset moves every recorded loss (per batch and per epoch, on either
+    # loop) and nothing else: the training steps are those without it
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+
+    def fit(offset):
+        callbacks = [("reader", _BatchLossReader())] if reader else []
+        return _net(train_split=lambda dataset: (dataset, valid), callbacks=callbacks,
+                    loss_offset=offset).fit(train)
+
+    plain, shifted = fit(0.0), fit(-37.5)
+    for key in ("train_loss", "valid_loss"):
+        assert_allclose(np.subtract(shifted.history[:, key], plain.history[:, key]), -37.5,
+                        rtol=0, atol=1e-9)
+        per_batch = np.subtract(shifted.history[:, "batches", :, key],
+                                plain.history[:, "batches", :, key])
+        assert_allclose(per_batch, -37.5, rtol=0, atol=1e-9)
+    for a, b in zip(plain.module_.parameters(), shifted.module_.parameters()):
+        assert torch.equal(a, b)
+
+
 class _GradReader(Callback):
     """Records the gradient norm it sees in ``on_grad_computed``."""
 

@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 import skvae._data
+import skvae._utils
 import skvae._vae
 from skvae import VAETransformer
 
@@ -863,6 +864,48 @@ def test_history_has_losses_per_epoch(digits):
     assert len(train) == len(valid) == 4
     assert np.isfinite(train).all() and np.isfinite(valid).all()
     assert train[-1] < train[0]
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_history_losses_are_in_the_units_of_score(digits, likelihood):
+    # valid_loss of the kept epoch is -score of the held-out rows (scored as
+    # float32, as in training: the ELBO's noise derives from the values)
+    X = _data(likelihood, digits[0])
+    est = VAETransformer(2, **{**SMALL, "likelihood": likelihood, "early_stopping": True,
+                               "max_epochs": 6, "learning_rate": 1e-2}).fit(X)
+    rows = skvae._data.validation_split(
+        X.shape[0], 0.1, skvae._utils.make_generator(
+            skvae._utils.derive_seed(skvae._utils.make_seed(0), 1)))[1].numpy()
+    kept = [record for record in est.history_ if record["valid_loss_best"]][-1]
+    minus_score = -est.score(X[rows].astype(np.float32))
+    assert kept["valid_loss"] == pytest.approx(minus_score, rel=1e-5)
+    # the training loss is the same quantity on the training rows (up to the
+    # drift of the weights within the epoch), not off by sum(log(scale_))
+    train_loss, offset = est.history_[-1, "train_loss"], np.log(est.scale_).sum()
+    assert abs(train_loss + est.score(X)) < 0.1 * abs(train_loss)
+    assert offset == 0 if likelihood == "bernoulli" else offset > 0.2 * abs(train_loss)
+
+
+def test_history_follows_a_change_of_units(digits):
+    # c * X: the same standardized data and training, losses higher by
+    # n_features * log(c), as -score is (test_score_is_in_the_units_of_X)
+    X = digits[0]
+    a = VAETransformer(2, **SMALL).fit(X)
+    b = VAETransformer(2, **SMALL).fit(10 * X)
+    shift = X.shape[1] * np.log(10)
+    assert_allclose(np.subtract(b.history_[:, "train_loss"], a.history_[:, "train_loss"]),
+                    shift, rtol=1e-3)
+
+
+def test_partial_fit_keeps_the_units_of_the_history(digits):
+    # scale_ is fixed by the first call: later epochs continue the same curve
+    X = digits[0]
+    est = VAETransformer(2, **SMALL).fit(X)
+    before = est.history_[-1, "train_loss"]
+    est.partial_fit(X)
+    after = est.history_[-1, "train_loss"]
+    assert abs(after - before) < 0.1 * np.log(est.scale_).sum()
+    assert after == pytest.approx(-est.score(X), rel=0.05)
 
 
 def test_no_early_stopping_has_no_valid_loss(digits):
