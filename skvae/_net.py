@@ -10,6 +10,7 @@ callbacks that do not implement a hook).
 """
 
 import math
+import sys
 
 import torch
 from skorch import NeuralNet
@@ -78,6 +79,46 @@ class FiniteLossCheck(Callback):
             )
 
 
+def _in_notebook():
+    """Whether this runs in a Jupyter kernel (as skorch's ``ProgressBar`` checks)."""
+    try:
+        return get_ipython().__class__.__name__ == "ZMQInteractiveShell"  # noqa: F821
+    except NameError:
+        return False
+
+
+def _interactive(stream):
+    """Whether ``stream`` is shown live to a person: a terminal or a notebook.
+
+    Colour codes and carriage-return progress bars are for these only; in a
+    file or a pipe they are noise (``ESC[36m89.5055ESC[0m``).
+    """
+    if _in_notebook():
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class EpochTable(PrintLog):
+    """skorch's ``PrintLog`` whose colours can be switched off.
+
+    ``PrintLog`` colours each loss of an epoch that is the best so far with ANSI
+    codes; ``colors=False`` prints plain text, for output that is not a
+    terminal.
+    """
+
+    def __init__(self, keys_ignored=None, sink=print, colors=True, **kwargs):
+        super().__init__(keys_ignored=keys_ignored, sink=sink, **kwargs)
+        self.colors = colors
+
+    def table(self, row):
+        if not self.colors:  # PrintLog colours a value whose "<key>_best" is true
+            row = {key: value for key, value in row.items() if not key.endswith("_best")}
+        return super().table(row)
+
+
 class VAENet(NeuralNet):
     """skorch ``NeuralNet`` that trains a :class:`~skvae._module.VAEModule`.
 
@@ -123,7 +164,8 @@ class VAENet(NeuralNet):
             *self.skvae_callbacks,
         ]
         if self.verbose >= 1:
-            callbacks.append(("print_log", PrintLog(keys_ignored=["kl_weight"])))
+            callbacks.append(("print_log", EpochTable(keys_ignored=["kl_weight"],
+                                                      colors=_interactive(sys.stdout))))
         if self.verbose >= 2:
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks

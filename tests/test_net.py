@@ -1,7 +1,9 @@
 """Tests of the skorch net and skvae's callbacks (skvae/_net.py)."""
 
 import copy
+import io
 import math
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +16,8 @@ from skorch.history import History
 from skvae._data import BatchIterator, TrainingData
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
-from skvae._net import FiniteLossCheck, KLWarmup, NegativeELBO, VAENet, build_callbacks
+from skvae._net import (FiniteLossCheck, KLWarmup, NegativeELBO, VAENet, _interactive,
+                        build_callbacks)
 
 
 def _module(seed=0, likelihood="gaussian"):
@@ -146,8 +149,41 @@ def test_default_callbacks_depend_on_verbose(verbose, printed):
     net = _net(verbose=verbose)
     callbacks = dict(net.get_default_callbacks())
     assert {"kl_warmup", "finite_loss", "train_loss", "valid_loss"} <= set(callbacks)
-    kinds = [type(cb) for cb in callbacks.values() if isinstance(cb, (PrintLog, ProgressBar))]
+    kinds = [kind for cb in callbacks.values() for kind in (PrintLog, ProgressBar)
+             if isinstance(cb, kind)]
     assert kinds == printed
+
+
+def _pretend_terminal(monkeypatch):
+    """Make the captured stdout and stderr say they are terminals.
+
+    Call it in the test: capsys replaces the streams when the test starts.
+    """
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+
+
+def test_interactive_means_a_terminal():
+    assert not _interactive(io.StringIO())
+    assert not _interactive(object())  # no isatty
+    closed = io.StringIO()
+    closed.close()
+    assert not _interactive(closed)  # isatty raises ValueError
+
+
+def test_verbose_table_is_plain_text_when_not_a_terminal(capsys):
+    _net(verbose=1).fit(_data())
+    out = capsys.readouterr().out
+    assert "train_loss" in out
+    assert "\x1b[" not in out  # ANSI escape codes
+
+
+def test_verbose_table_colours_the_best_losses_on_a_terminal(capsys, monkeypatch):
+    _pretend_terminal(monkeypatch)
+    _net(verbose=1).fit(_data())
+    out = capsys.readouterr().out
+    assert "train_loss" in out
+    assert "\x1b[36m" in out and "\x1b[0m" in out  # skorch's colours
 
 
 def test_user_callbacks_come_after_skvae_callbacks():

@@ -984,6 +984,7 @@ def test_verbose_1_prints_an_epoch_table(digits, capsys):
     assert "epoch" in lines[0] and "train_loss" in lines[0] and "valid_loss" in lines[0]
     rows = [line.split()[0] for line in lines[2:]]
     assert rows == ["1", "2", "3"]
+    assert "\x1b[" not in out  # not a terminal: no colour codes
 
 
 def test_verbose_2_adds_a_progress_bar(digits, capsys):
