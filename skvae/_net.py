@@ -13,6 +13,7 @@ import math
 import sys
 
 import torch
+import tqdm.auto
 from skorch import NeuralNet
 from skorch.callbacks import (Callback, EarlyStopping, EpochTimer, PassthroughScoring,
                               PrintLog, ProgressBar)
@@ -119,6 +120,33 @@ class EpochTable(PrintLog):
         return super().table(row)
 
 
+class TrainingProgressBar(ProgressBar):
+    """skorch's ``ProgressBar`` over the training batches of each epoch.
+
+    skorch's bar counts training and validation batches together. This one
+    counts the training batches (``epoch N`` and the batch's ``train_loss``
+    beside it) and is erased when the epoch ends. VAENet runs it before its
+    other epoch-end callbacks, so the table row and any message (early
+    stopping) start on a line of their own. ``tqdm.auto`` draws a widget in a
+    notebook.
+    """
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        total = None if dataset_train is None else math.ceil(len(dataset_train) / net.batch_size)
+        self.pbar_ = tqdm.auto.tqdm(total=total, leave=False,
+                                    desc=f"epoch {len(net.history)}")
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            super().on_batch_end(net, training=training, **kwargs)
+
+    def on_train_end(self, net, **kwargs):
+        # the last epoch's bar when training stopped before its end
+        pbar = getattr(self, "pbar_", None)
+        if pbar is not None:
+            pbar.close()
+
+
 class VAENet(NeuralNet):
     """skorch ``NeuralNet`` that trains a :class:`~skvae._module.VAEModule`.
 
@@ -161,13 +189,16 @@ class VAENet(NeuralNet):
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
-            *self.skvae_callbacks,
         ]
+        # verbose=2: a bar only where a person watches it (tqdm redraws it with
+        # carriage returns: thousands of them in a log file), closed before
+        # skvae's callbacks can print or stop training
+        if self.verbose >= 2 and _interactive(sys.stderr):
+            callbacks.append(("progress_bar", TrainingProgressBar()))
+        callbacks.extend(self.skvae_callbacks)
         if self.verbose >= 1:
             callbacks.append(("print_log", EpochTable(keys_ignored=["kl_weight"],
                                                       colors=_interactive(sys.stdout))))
-        if self.verbose >= 2:
-            callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):

@@ -114,7 +114,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     verbose : int, default=0
         0 prints nothing; 1 prints a table with one row per epoch, whose
         ``train_loss`` and ``valid_loss`` are those of ``history_`` (in the
-        units of ``-score``); 2 also shows a progress bar within each epoch.
+        units of ``-score``); 2 also shows a progress bar of each epoch's
+        training batches when standard error is a terminal (or in a notebook),
+        none in a log file. Colours mark the best losses on a terminal only.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, the validation split, the

@@ -143,17 +143,6 @@ def test_build_callbacks():
 # --------------------------------------------------------------------------- VAENet
 
 
-@pytest.mark.parametrize("verbose, printed", [(0, []), (1, [PrintLog]),
-                                              (2, [PrintLog, ProgressBar])])
-def test_default_callbacks_depend_on_verbose(verbose, printed):
-    net = _net(verbose=verbose)
-    callbacks = dict(net.get_default_callbacks())
-    assert {"kl_warmup", "finite_loss", "train_loss", "valid_loss"} <= set(callbacks)
-    kinds = [kind for cb in callbacks.values() for kind in (PrintLog, ProgressBar)
-             if isinstance(cb, kind)]
-    assert kinds == printed
-
-
 def _pretend_terminal(monkeypatch):
     """Make the captured stdout and stderr say they are terminals.
 
@@ -161,6 +150,21 @@ def _pretend_terminal(monkeypatch):
     """
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+
+
+@pytest.mark.parametrize("verbose, terminal, printed", [
+    (0, False, []), (1, False, [PrintLog]), (2, False, [PrintLog]),
+    (0, True, []), (1, True, [PrintLog]), (2, True, [ProgressBar, PrintLog])])
+def test_default_callbacks_depend_on_verbose(verbose, terminal, printed, monkeypatch):
+    # a progress bar only on a terminal, where tqdm's carriage returns redraw it
+    if terminal:
+        _pretend_terminal(monkeypatch)
+    net = _net(verbose=verbose)
+    callbacks = dict(net.get_default_callbacks())
+    assert {"kl_warmup", "finite_loss", "train_loss", "valid_loss"} <= set(callbacks)
+    kinds = [kind for cb in callbacks.values() for kind in (PrintLog, ProgressBar)
+             if isinstance(cb, kind)]
+    assert kinds == printed
 
 
 def test_interactive_means_a_terminal():
@@ -184,6 +188,36 @@ def test_verbose_table_colours_the_best_losses_on_a_terminal(capsys, monkeypatch
     out = capsys.readouterr().out
     assert "train_loss" in out
     assert "\x1b[36m" in out and "\x1b[0m" in out  # skorch's colours
+
+
+def test_verbose_2_draws_no_progress_bar_when_not_a_terminal(capsys):
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+    net = _net(verbose=2, train_split=lambda dataset: (dataset, valid)).fit(train)
+    captured = capsys.readouterr()
+    assert "valid_loss" in captured.out
+    assert "\r" not in captured.out + captured.err  # no redrawn bars in a log file
+    assert captured.err == ""
+    assert not net._listeners("on_batch_end")  # the batch losses are read once per epoch
+
+
+def test_verbose_2_bar_counts_training_batches_and_is_erased(capsys, monkeypatch):
+    _pretend_terminal(monkeypatch)
+    monkeypatch.setattr(sys, "stderr", sys.stdout)  # bar and table on one terminal
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+    _net(verbose=2, train_split=lambda dataset: (dataset, valid)).fit(train)
+    out = capsys.readouterr().out
+    # 45 training rows in batches of 16: 3 batches (skorch's bar adds the
+    # validation batch: 0/4)
+    assert "epoch 1:   0%" in out and "| 0/3 [" in out and "/4 [" not in out
+    assert out.count("epoch 1:   0%") == out.count("epoch 3:   0%") == 1
+    lines = out.split("\n")
+    rows = [line for line in lines if "\r" in line]  # the lines where a bar was drawn
+    shown = []
+    for line in rows:
+        *bar, text = line.split("\r")
+        assert bar[-1].strip() == ""  # erased (tqdm, leave=False) ...
+        shown.append(text.split()[0])
+    assert shown == ["epoch", "2", "3"]  # ... before the header (epoch 1) or the row
 
 
 def test_user_callbacks_come_after_skvae_callbacks():

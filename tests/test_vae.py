@@ -4,6 +4,7 @@ import copy
 import io
 import pickle
 import re
+import sys
 
 import joblib
 import numpy as np
@@ -987,11 +988,16 @@ def test_verbose_1_prints_an_epoch_table(digits, capsys):
     assert "\x1b[" not in out  # not a terminal: no colour codes
 
 
-def test_verbose_2_adds_a_progress_bar(digits, capsys):
+def test_verbose_2_draws_progress_bars_on_a_terminal_only(digits, capsys, monkeypatch):
     VAETransformer(2, **{**SMALL, "max_epochs": 2, "verbose": 2}).fit(digits[0])
     captured = capsys.readouterr()
     assert "train_loss" in captured.out
-    assert "it/s" in captured.err or "%" in captured.err
+    assert "\r" not in captured.out + captured.err  # a log file gets the table only
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    VAETransformer(2, **{**SMALL, "max_epochs": 2, "verbose": 2}).fit(digits[0])
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out
+    assert "epoch 2:" in captured.err and "it/s" in captured.err
 
 
 def test_user_callbacks_run_after_skvae_callbacks(digits):
