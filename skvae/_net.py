@@ -103,21 +103,53 @@ def _interactive(stream):
 
 
 class EpochTable(PrintLog):
-    """skorch's ``PrintLog`` whose colours can be switched off.
+    """skorch's ``PrintLog`` whose colours can be switched off, and a sink.
 
     ``PrintLog`` colours each loss of an epoch that is the best so far with ANSI
     codes; ``colors=False`` prints plain text, for output that is not a
     terminal.
+
+    :meth:`write` is the sink of skvae's early stopping. That callback runs
+    before the table (the row shows the best-epoch flag it records) and ends
+    training by raising ``KeyboardInterrupt`` from its ``on_epoch_end``, so the
+    table's own ``on_epoch_end`` never sees the last epoch: ``write`` prints
+    that epoch's row first, then the message.
     """
 
     def __init__(self, keys_ignored=None, sink=print, colors=True, **kwargs):
         super().__init__(keys_ignored=keys_ignored, sink=sink, **kwargs)
         self.colors = colors
 
+    def initialize(self):
+        super().initialize()
+        self.net_ = None
+        self.printed_epoch_ = 0
+        return self
+
     def table(self, row):
         if not self.colors:  # PrintLog colours a value whose "<key>_best" is true
             row = {key: value for key, value in row.items() if not key.endswith("_best")}
         return super().table(row)
+
+    def on_train_begin(self, net, **kwargs):
+        self.net_ = net
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = len(net.history)
+        if epoch != self.printed_epoch_:  # not yet printed by write
+            self.printed_epoch_ = epoch
+            super().on_epoch_end(net, **kwargs)
+
+    def on_train_end(self, net, **kwargs):
+        self.net_ = None  # no reference cycle through the net's callbacks
+
+    def write(self, text):
+        """Print ``text`` on its own line, after the row of the epoch under way."""
+        if self.net_ is not None and len(self.net_.history):
+            self.on_epoch_end(self.net_)
+        self.sink(text)
+        if self.sink is print:
+            sys.stdout.flush()
 
 
 class TrainingProgressBar(ProgressBar):
@@ -197,8 +229,12 @@ class VAENet(NeuralNet):
             callbacks.append(("progress_bar", TrainingProgressBar()))
         callbacks.extend(self.skvae_callbacks)
         if self.verbose >= 1:
-            callbacks.append(("print_log", EpochTable(keys_ignored=["kl_weight"],
-                                                      colors=_interactive(sys.stdout))))
+            table = EpochTable(keys_ignored=["kl_weight"], colors=_interactive(sys.stdout))
+            callbacks.append(("print_log", table))
+            for _, callback in self.skvae_callbacks:
+                if isinstance(callback, EarlyStopping):
+                    # "Stopping since ..." after the row of the epoch that stops
+                    callback.sink = table.write
         return callbacks
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):

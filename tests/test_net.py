@@ -16,8 +16,8 @@ from skorch.history import History
 from skvae._data import BatchIterator, TrainingData
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
-from skvae._net import (FiniteLossCheck, KLWarmup, NegativeELBO, VAENet, _interactive,
-                        build_callbacks)
+from skvae._net import (FiniteLossCheck, KLWarmup, NegativeELBO, VAENet,
+                        WarmupEarlyStopping, _interactive, build_callbacks)
 
 
 def _module(seed=0, likelihood="gaussian"):
@@ -30,26 +30,28 @@ def _data(n=40, seed=0, rows=None):
     return TrainingData(rng.normal(size=(n, 6)), rows=rows)
 
 
-def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, **kwargs):
+def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, skvae_callbacks=None,
+         **kwargs):
     module = _module() if module is None else module
+    if skvae_callbacks is None:
+        skvae_callbacks = build_callbacks(beta=beta, kl_warmup_epochs=0, learning_rate=1e-2,
+                                          early_stopping=False, n_iter_no_change=3)
     return VAENet(
         module,
         beta=beta,
         noise_generator=torch.Generator().manual_seed(seed),
         valid_noise=RowNoise(seed, module.n_components),
-        skvae_callbacks=build_callbacks(beta=beta, kl_warmup_epochs=0, learning_rate=1e-2,
-                                        early_stopping=False, n_iter_no_change=3),
+        skvae_callbacks=skvae_callbacks,
         callbacks=callbacks or [],
         optimizer=torch.optim.Adam,
         lr=1e-2,
-        max_epochs=3,
         batch_size=16,
         iterator_train=BatchIterator,
         iterator_train__shuffle=True,
         iterator_train__generator=torch.Generator().manual_seed(seed + 1),
         iterator_valid=BatchIterator,
         verbose=verbose,
-        **{"train_split": None, **kwargs},
+        **{"train_split": None, "max_epochs": 3, **kwargs},
     )
 
 
@@ -218,6 +220,43 @@ def test_verbose_2_bar_counts_training_batches_and_is_erased(capsys, monkeypatch
         assert bar[-1].strip() == ""  # erased (tqdm, leave=False) ...
         shown.append(text.split()[0])
     assert shown == ["epoch", "2", "3"]  # ... before the header (epoch 1) or the row
+
+
+class _RecordConstant(Callback):
+    """Records ``constant=1.0`` every epoch: early stopping on it stops at once."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("constant", 1.0)
+
+
+def _stopping_net(verbose):
+    # epoch 1 improves on inf, epochs 2 and 3 do not: stopped after epoch 3 of 10
+    stopping = WarmupEarlyStopping(monitor="constant", patience=2, threshold=0.0,
+                                   threshold_mode="abs", load_best=True)
+    return _net(verbose=verbose, max_epochs=10, skvae_callbacks=[
+        ("constant", _RecordConstant()), ("early_stopping", stopping)])
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_early_stopping_message_follows_the_last_row(capsys, monkeypatch, terminal):
+    if terminal:
+        _pretend_terminal(monkeypatch)
+        monkeypatch.setattr(sys, "stderr", sys.stdout)  # bar, table and message on one
+    net = _stopping_net(verbose=2).fit(_data())
+    assert len(net.history) == 3
+    out = capsys.readouterr().out
+    # what the screen shows: each line's text after its last carriage return
+    lines = [line.split("\r")[-1] for line in out.split("\n") if line.strip()]
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]  # every epoch's row
+    assert lines[5:] == ["Stopping since constant has not improved in the last 2 epochs.",
+                         "Restoring best model from epoch 1."]
+    assert ("\r" in out) == terminal
+
+
+def test_early_stopping_is_silent_when_not_verbose(capsys):
+    net = _stopping_net(verbose=0).fit(_data())
+    assert len(net.history) == 3
+    assert capsys.readouterr() == ("", "")
 
 
 def test_user_callbacks_come_after_skvae_callbacks():

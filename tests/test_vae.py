@@ -988,6 +988,19 @@ def test_verbose_1_prints_an_epoch_table(digits, capsys):
     assert "\x1b[" not in out  # not a terminal: no colour codes
 
 
+def test_verbose_1_prints_every_epoch_then_the_stop(blobs, capsys):
+    # the row of the epoch that triggers early stopping is printed before the message
+    est = VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=40, n_iter_no_change=2,
+                         learning_rate=1e-2, batch_size=32, random_state=0,
+                         verbose=1).fit(blobs[0])
+    assert est.n_epochs_ < 40
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:-2]] == [
+        str(epoch) for epoch in range(1, est.n_epochs_ + 1)]
+    assert lines[-2].startswith("Stopping since valid_loss has not improved")
+    assert lines[-1].startswith("Restoring best model from epoch")
+
+
 def test_verbose_2_draws_progress_bars_on_a_terminal_only(digits, capsys, monkeypatch):
     VAETransformer(2, **{**SMALL, "max_epochs": 2, "verbose": 2}).fit(digits[0])
     captured = capsys.readouterr()
