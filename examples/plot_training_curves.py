@@ -13,8 +13,9 @@ in the curves.
 """
 
 # %%
-# The loss is the negative ELBO per sample in nats, drawn in the units of X:
-# the validation curve is on the same scale as ``-score``. Early stopping (on
+# The loss is the negative ELBO per sample in nats, in the units of X, as
+# ``history_`` records it (and ``verbose=1`` prints it): the validation curve
+# is on the same scale as ``-score``. Early stopping (on
 # by default) holds out ``validation_fraction=0.1`` of the training data and
 # stops once the validation loss has not improved for ``n_iter_no_change``
 # epochs, then restores the best epoch's weights.

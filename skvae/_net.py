@@ -10,8 +10,10 @@ callbacks that do not implement a hook).
 """
 
 import math
+import sys
 
 import torch
+import tqdm.auto
 from skorch import NeuralNet
 from skorch.callbacks import (Callback, EarlyStopping, EpochTimer, PassthroughScoring,
                               PrintLog, ProgressBar)
@@ -78,6 +80,105 @@ class FiniteLossCheck(Callback):
             )
 
 
+def _in_notebook():
+    """Whether this runs in a Jupyter kernel (as skorch's ``ProgressBar`` checks)."""
+    try:
+        return get_ipython().__class__.__name__ == "ZMQInteractiveShell"  # noqa: F821
+    except NameError:
+        return False
+
+
+def _interactive(stream):
+    """Whether ``stream`` is shown live to a person: a terminal or a notebook.
+
+    Colour codes and carriage-return progress bars are for these only; in a
+    file or a pipe they are noise (``ESC[36m89.5055ESC[0m``).
+    """
+    if _in_notebook():
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class EpochTable(PrintLog):
+    """skorch's ``PrintLog`` whose colours can be switched off, and a sink.
+
+    ``PrintLog`` colours each loss of an epoch that is the best so far with ANSI
+    codes; ``colors=False`` prints plain text, for output that is not a
+    terminal.
+
+    :meth:`write` is the sink of skvae's early stopping. That callback runs
+    before the table (the row shows the best-epoch flag it records) and ends
+    training by raising ``KeyboardInterrupt`` from its ``on_epoch_end``, so the
+    table's own ``on_epoch_end`` never sees the last epoch: ``write`` prints
+    that epoch's row first, then the message.
+    """
+
+    def __init__(self, keys_ignored=None, sink=print, colors=True, **kwargs):
+        super().__init__(keys_ignored=keys_ignored, sink=sink, **kwargs)
+        self.colors = colors
+
+    def initialize(self):
+        super().initialize()
+        self.net_ = None
+        self.printed_epoch_ = 0
+        return self
+
+    def table(self, row):
+        if not self.colors:  # PrintLog colours a value whose "<key>_best" is true
+            row = {key: value for key, value in row.items() if not key.endswith("_best")}
+        return super().table(row)
+
+    def on_train_begin(self, net, **kwargs):
+        self.net_ = net
+
+    def on_epoch_end(self, net, **kwargs):
+        epoch = len(net.history)
+        if epoch != self.printed_epoch_:  # not yet printed by write
+            self.printed_epoch_ = epoch
+            super().on_epoch_end(net, **kwargs)
+
+    def on_train_end(self, net, **kwargs):
+        self.net_ = None  # no reference cycle through the net's callbacks
+
+    def write(self, text):
+        """Print ``text`` on its own line, after the row of the epoch under way."""
+        if self.net_ is not None and len(self.net_.history):
+            self.on_epoch_end(self.net_)
+        self.sink(text)
+        if self.sink is print:
+            sys.stdout.flush()
+
+
+class TrainingProgressBar(ProgressBar):
+    """skorch's ``ProgressBar`` over the training batches of each epoch.
+
+    skorch's bar counts training and validation batches together. This one
+    counts the training batches (``epoch N`` and the batch's ``train_loss``
+    beside it) and is erased when the epoch ends. VAENet runs it before its
+    other epoch-end callbacks, so the table row and any message (early
+    stopping) start on a line of their own. ``tqdm.auto`` draws a widget in a
+    notebook.
+    """
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        total = None if dataset_train is None else math.ceil(len(dataset_train) / net.batch_size)
+        self.pbar_ = tqdm.auto.tqdm(total=total, leave=False,
+                                    desc=f"epoch {len(net.history)}")
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            super().on_batch_end(net, training=training, **kwargs)
+
+    def on_train_end(self, net, **kwargs):
+        # the last epoch's bar when training stopped before its end
+        pbar = getattr(self, "pbar_", None)
+        if pbar is not None:
+            pbar.close()
+
+
 class VAENet(NeuralNet):
     """skorch ``NeuralNet`` that trains a :class:`~skvae._module.VAEModule`.
 
@@ -94,14 +195,22 @@ class VAENet(NeuralNet):
         loss (:class:`skvae._losses.RowNoise`).
     skvae_callbacks : list of (name, Callback)
         skvae's own callbacks; they run before the user's ``callbacks``.
+    loss_offset : float, default=0.0
+        Added to every loss the history records (``train_loss``,
+        ``valid_loss``, per batch and per epoch), in float64: ``sum(log(scale))``
+        turns the negative ELBO of the standardized data the module sees into
+        the negative ELBO in the units of X, the units of ``-score``. The
+        objective and its gradient are unchanged (the ``loss`` a callback
+        receives in ``on_batch_end`` is the objective, without the offset).
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
     """
 
     def __init__(self, module, *, beta=1.0, noise_generator=None, valid_noise=None,
-                 skvae_callbacks=(), **kwargs):
+                 skvae_callbacks=(), loss_offset=0.0, **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
         self.beta = beta
+        self.loss_offset = loss_offset
         self.noise_generator = noise_generator
         self.valid_noise = valid_noise
         self.skvae_callbacks = skvae_callbacks
@@ -112,12 +221,20 @@ class VAENet(NeuralNet):
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
-            *self.skvae_callbacks,
         ]
+        # verbose=2: a bar only where a person watches it (tqdm redraws it with
+        # carriage returns: thousands of them in a log file), closed before
+        # skvae's callbacks can print or stop training
+        if self.verbose >= 2 and _interactive(sys.stderr):
+            callbacks.append(("progress_bar", TrainingProgressBar()))
+        callbacks.extend(self.skvae_callbacks)
         if self.verbose >= 1:
-            callbacks.append(("print_log", PrintLog(keys_ignored=["kl_weight"])))
-        if self.verbose >= 2:
-            callbacks.append(("progress_bar", ProgressBar()))
+            table = EpochTable(keys_ignored=["kl_weight"], colors=_interactive(sys.stdout))
+            callbacks.append(("print_log", table))
+            for _, callback in self.skvae_callbacks:
+                if isinstance(callback, EarlyStopping):
+                    # "Stopping since ..." after the row of the epoch that stops
+                    callback.sink = table.write
         return callbacks
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
@@ -128,12 +245,14 @@ class VAENet(NeuralNet):
         loop at batch size 512). Here the losses stay on the device and are
         written to the history as floats in one transfer when the batches are
         done, before any ``on_epoch_end``. A callback with an ``on_batch_end``
-        (a progress bar, say) may read the batch's loss there: then skorch's own
-        loop runs.
+        (a progress bar, say) may read the batch's loss there: then each loss is
+        recorded as its batch ends, as skorch does. Either way the history gets
+        ``loss + loss_offset``, added in float64.
         """
-        if iterator is None or self._listeners("on_batch_end"):
-            return super().run_single_epoch(iterator, training, prefix, step_fn,
-                                            **fit_params)
+        if iterator is None:
+            return
+        offset = float(self.loss_offset)
+        per_batch = bool(self._listeners("on_batch_end"))
         # one preallocated buffer: 0-d tensors kept alive between the batches'
         # large temporaries fragment the CPU heap (+400 MiB RSS in one epoch on
         # 50,000 x 5,000 sparse data)
@@ -141,16 +260,19 @@ class VAENet(NeuralNet):
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            if losses is None:
-                losses = step["loss"].new_empty(len(iterator))
-            losses[count] = step["loss"].detach()
+            if per_batch:
+                self.history.record_batch(prefix + "_loss", step["loss"].item() + offset)
+            else:
+                if losses is None:
+                    losses = step["loss"].new_empty(len(iterator))
+                losses[count] = step["loss"].detach()
             count += 1
             self.history.record_batch(prefix + "_batch_size", len(batch[0]))
             self.notify("on_batch_end", batch=batch, training=training, **step)
-        if count:
+        if count and not per_batch:
             batches = self.history[-1]["batches"][-count:]
             for record, value in zip(batches, losses[:count].tolist()):
-                record[prefix + "_loss"] = value
+                record[prefix + "_loss"] = value + offset
         self.history.record(prefix + "_batch_count", count)
 
     def notify(self, method_name, **cb_kwargs):

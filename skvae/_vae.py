@@ -113,8 +113,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         state) instead of starting afresh.
 
     verbose : int, default=0
-        0 prints nothing; 1 prints a table with one row per epoch; 2 also
-        shows a progress bar within each epoch.
+        0 prints nothing; 1 prints a table with one row per epoch, whose
+        ``train_loss`` and ``valid_loss`` are those of ``history_`` (in the
+        units of ``-score``); 2 also shows a progress bar of each epoch's
+        training batches when standard error is a terminal (or in a notebook),
+        none in a log file. Colours mark the best losses on a terminal only.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, the validation split, the
@@ -129,9 +132,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     history_ : skorch.History
         One entry per epoch with ``train_loss`` and, with early stopping,
-        ``valid_loss`` (mean negative ELBO per sample in standardized units),
+        ``valid_loss`` (mean negative ELBO per sample, in nats, in the units of
+        X, like ``-score``: ``valid_loss`` of the kept epoch is ``-score`` of
+        the held-out rows as float32),
         ``kl_weight`` and ``dur`` (seconds). ``history_[:, "train_loss"]``
-        gives the training curve.
+        gives the training curve. ``train_loss`` weights the KL term by the
+        epoch's KL weight and averages over the epoch's mini-batches.
 
     n_epochs_ : int
         Epochs trained, counted across ``partial_fit`` and warm-started fits.
@@ -387,7 +393,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             data, valid = prepare(), None
 
         noise_seed = derive_seed(base_seed, 4)
-        net = self._build_net(module, device, call_seed, noise_seed, epochs, valid)
+        # the history's losses in the units of X, as -score: the change of
+        # variables of standardization adds sum(log(scale)) (0 for bernoulli);
+        # scale is fixed at the first fit, so all calls share these units
+        net = self._build_net(module, device, call_seed, noise_seed, epochs, valid,
+                              loss_offset=float(np.log(scale).sum()))
         net.initialize()
         if resume:
             net.optimizer_.load_state_dict(copy.deepcopy(self._optimizer_state))
@@ -475,7 +485,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         module = module.to(torch.float32).to_empty(device="cpu")
         return module.reset_parameters(generator)
 
-    def _build_net(self, module, device, seed, noise_seed, epochs, valid):
+    def _build_net(self, module, device, seed, noise_seed, epochs, valid, *, loss_offset=0.0):
         """Map the estimator's flat parameters onto skorch's prefixed ones."""
         shuffle_gen = make_generator(derive_seed(seed, 2), device)
         return VAENet(
@@ -483,6 +493,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             beta=self.beta,
             noise_generator=make_generator(derive_seed(seed, 3), device),
             valid_noise=RowNoise(noise_seed, self.n_components),
+            loss_offset=loss_offset,
             skvae_callbacks=build_callbacks(
                 beta=self.beta, kl_warmup_epochs=self.kl_warmup_epochs,
                 learning_rate=self.learning_rate,

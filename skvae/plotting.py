@@ -401,10 +401,9 @@ def plot_latent_traversal(estimator, *, dims=None, n_steps=7, span=3.0, image_sh
 def plot_training_history(estimator, *, ax=None):
     """Training and validation loss per epoch, with the best epoch marked.
 
-    The loss is the negative ELBO per sample, in nats, shifted into the units
-    of X (``history_`` records it for the standardized data of the Gaussian
-    likelihood; the shift is ``sum(log(scale_))``). The validation curve is
-    thus on the same scale as ``-estimator.score``. The training loss weights
+    The loss is the negative ELBO per sample, in nats, in the units of X, as
+    ``history_`` records it: the validation curve is on the same scale as
+    ``-estimator.score``. The training loss weights
     the KL term by the epoch's KL weight (``beta``, ramped up during
     ``kl_warmup_epochs``) and averages over the epoch's mini-batches while the
     weights change; the validation loss is computed at the end of the epoch
@@ -430,10 +429,9 @@ def plot_training_history(estimator, *, ax=None):
     check_is_fitted(estimator)
     plt = _pyplot("plot_training_history")
     history = estimator.history_
-    offset = float(np.sum(np.log(estimator.scale_))) if hasattr(estimator, "scale_") else 0.0
     epochs = np.array([record["epoch"] for record in history])
-    train = np.array([record["train_loss"] for record in history]) + offset
-    valid = [(record["epoch"], record["valid_loss"] + offset) for record in history
+    train = np.array([record["train_loss"] for record in history])
+    valid = [(record["epoch"], record["valid_loss"]) for record in history
              if "valid_loss" in record]
 
     if ax is None:

@@ -1,7 +1,9 @@
 """Tests of the skorch net and skvae's callbacks (skvae/_net.py)."""
 
 import copy
+import io
 import math
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +16,8 @@ from skorch.history import History
 from skvae._data import BatchIterator, TrainingData
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
-from skvae._net import FiniteLossCheck, KLWarmup, NegativeELBO, VAENet, build_callbacks
+from skvae._net import (FiniteLossCheck, KLWarmup, NegativeELBO, VAENet,
+                        WarmupEarlyStopping, _interactive, build_callbacks)
 
 
 def _module(seed=0, likelihood="gaussian"):
@@ -27,26 +30,28 @@ def _data(n=40, seed=0, rows=None):
     return TrainingData(rng.normal(size=(n, 6)), rows=rows)
 
 
-def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, **kwargs):
+def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, skvae_callbacks=None,
+         **kwargs):
     module = _module() if module is None else module
+    if skvae_callbacks is None:
+        skvae_callbacks = build_callbacks(beta=beta, kl_warmup_epochs=0, learning_rate=1e-2,
+                                          early_stopping=False, n_iter_no_change=3)
     return VAENet(
         module,
         beta=beta,
         noise_generator=torch.Generator().manual_seed(seed),
         valid_noise=RowNoise(seed, module.n_components),
-        skvae_callbacks=build_callbacks(beta=beta, kl_warmup_epochs=0, learning_rate=1e-2,
-                                        early_stopping=False, n_iter_no_change=3),
+        skvae_callbacks=skvae_callbacks,
         callbacks=callbacks or [],
         optimizer=torch.optim.Adam,
         lr=1e-2,
-        max_epochs=3,
         batch_size=16,
         iterator_train=BatchIterator,
         iterator_train__shuffle=True,
         iterator_train__generator=torch.Generator().manual_seed(seed + 1),
         iterator_valid=BatchIterator,
         verbose=verbose,
-        **{"train_split": None, **kwargs},
+        **{"train_split": None, "max_epochs": 3, **kwargs},
     )
 
 
@@ -140,14 +145,118 @@ def test_build_callbacks():
 # --------------------------------------------------------------------------- VAENet
 
 
-@pytest.mark.parametrize("verbose, printed", [(0, []), (1, [PrintLog]),
-                                              (2, [PrintLog, ProgressBar])])
-def test_default_callbacks_depend_on_verbose(verbose, printed):
+def _pretend_terminal(monkeypatch):
+    """Make the captured stdout and stderr say they are terminals.
+
+    Call it in the test: capsys replaces the streams when the test starts.
+    """
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+
+
+@pytest.mark.parametrize("verbose, terminal, printed", [
+    (0, False, []), (1, False, [PrintLog]), (2, False, [PrintLog]),
+    (0, True, []), (1, True, [PrintLog]), (2, True, [ProgressBar, PrintLog])])
+def test_default_callbacks_depend_on_verbose(verbose, terminal, printed, monkeypatch):
+    # a progress bar only on a terminal, where tqdm's carriage returns redraw it
+    if terminal:
+        _pretend_terminal(monkeypatch)
     net = _net(verbose=verbose)
     callbacks = dict(net.get_default_callbacks())
     assert {"kl_warmup", "finite_loss", "train_loss", "valid_loss"} <= set(callbacks)
-    kinds = [type(cb) for cb in callbacks.values() if isinstance(cb, (PrintLog, ProgressBar))]
+    kinds = [kind for cb in callbacks.values() for kind in (PrintLog, ProgressBar)
+             if isinstance(cb, kind)]
     assert kinds == printed
+
+
+def test_interactive_means_a_terminal():
+    assert not _interactive(io.StringIO())
+    assert not _interactive(object())  # no isatty
+    closed = io.StringIO()
+    closed.close()
+    assert not _interactive(closed)  # isatty raises ValueError
+
+
+def test_verbose_table_is_plain_text_when_not_a_terminal(capsys):
+    _net(verbose=1).fit(_data())
+    out = capsys.readouterr().out
+    assert "train_loss" in out
+    assert "\x1b[" not in out  # ANSI escape codes
+
+
+def test_verbose_table_colours_the_best_losses_on_a_terminal(capsys, monkeypatch):
+    _pretend_terminal(monkeypatch)
+    _net(verbose=1).fit(_data())
+    out = capsys.readouterr().out
+    assert "train_loss" in out
+    assert "\x1b[36m" in out and "\x1b[0m" in out  # skorch's colours
+
+
+def test_verbose_2_draws_no_progress_bar_when_not_a_terminal(capsys):
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+    net = _net(verbose=2, train_split=lambda dataset: (dataset, valid)).fit(train)
+    captured = capsys.readouterr()
+    assert "valid_loss" in captured.out
+    assert "\r" not in captured.out + captured.err  # no redrawn bars in a log file
+    assert captured.err == ""
+    assert not net._listeners("on_batch_end")  # the batch losses are read once per epoch
+
+
+def test_verbose_2_bar_counts_training_batches_and_is_erased(capsys, monkeypatch):
+    _pretend_terminal(monkeypatch)
+    monkeypatch.setattr(sys, "stderr", sys.stdout)  # bar and table on one terminal
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+    _net(verbose=2, train_split=lambda dataset: (dataset, valid)).fit(train)
+    out = capsys.readouterr().out
+    # 45 training rows in batches of 16: 3 batches (skorch's bar adds the
+    # validation batch: 0/4)
+    assert "epoch 1:   0%" in out and "| 0/3 [" in out and "/4 [" not in out
+    assert out.count("epoch 1:   0%") == out.count("epoch 3:   0%") == 1
+    lines = out.split("\n")
+    rows = [line for line in lines if "\r" in line]  # the lines where a bar was drawn
+    shown = []
+    for line in rows:
+        *bar, text = line.split("\r")
+        assert bar[-1].strip() == ""  # erased (tqdm, leave=False) ...
+        shown.append(text.split()[0])
+    assert shown == ["epoch", "2", "3"]  # ... before the header (epoch 1) or the row
+
+
+class _RecordConstant(Callback):
+    """Records ``constant=1.0`` every epoch: early stopping on it stops at once."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("constant", 1.0)
+
+
+def _stopping_net(verbose):
+    # epoch 1 improves on inf, epochs 2 and 3 do not: stopped after epoch 3 of 10
+    stopping = WarmupEarlyStopping(monitor="constant", patience=2, threshold=0.0,
+                                   threshold_mode="abs", load_best=True)
+    return _net(verbose=verbose, max_epochs=10, skvae_callbacks=[
+        ("constant", _RecordConstant()), ("early_stopping", stopping)])
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_early_stopping_message_follows_the_last_row(capsys, monkeypatch, terminal):
+    if terminal:
+        _pretend_terminal(monkeypatch)
+        monkeypatch.setattr(sys, "stderr", sys.stdout)  # bar, table and message on one
+    net = _stopping_net(verbose=2).fit(_data())
+    assert len(net.history) == 3
+    out = capsys.readouterr().out
+    # what the screen shows: each line's text after its last carriage return
+    lines = [line.split("\r")[-1] for line in out.split("\n") if line.strip()]
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]  # every epoch's row
+    assert lines[5:] == ["Stopping since constant has not improved in the last 2 epochs.",
+                         "Restoring best model from epoch 1."]
+    assert ("\r" in out) == terminal
+
+
+def test_early_stopping_is_silent_when_not_verbose(capsys):
+    net = _stopping_net(verbose=0).fit(_data())
+    assert len(net.history) == 3
+    assert capsys.readouterr() == ("", "")
 
 
 def test_user_callbacks_come_after_skvae_callbacks():
@@ -241,6 +350,28 @@ def test_batch_losses_are_read_once_per_epoch_with_the_same_history():
     assert reader.seen == [v for epoch in per_batch.history[:, "batches", :, "train_loss"]
                            for v in epoch]
     assert len(reader.seen) == 9 and all(type(v) is float for v in reader.seen)
+
+
+@pytest.mark.parametrize("reader", [False, True])
+def test_loss_offset_shifts_the_recorded_losses_only(reader):
+    # the offset moves every recorded loss (per batch and per epoch, on either
+    # loop) and nothing else: the training steps are those without it
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+
+    def fit(offset):
+        callbacks = [("reader", _BatchLossReader())] if reader else []
+        return _net(train_split=lambda dataset: (dataset, valid), callbacks=callbacks,
+                    loss_offset=offset).fit(train)
+
+    plain, shifted = fit(0.0), fit(-37.5)
+    for key in ("train_loss", "valid_loss"):
+        assert_allclose(np.subtract(shifted.history[:, key], plain.history[:, key]), -37.5,
+                        rtol=0, atol=1e-9)
+        per_batch = np.subtract(shifted.history[:, "batches", :, key],
+                                plain.history[:, "batches", :, key])
+        assert_allclose(per_batch, -37.5, rtol=0, atol=1e-9)
+    for a, b in zip(plain.module_.parameters(), shifted.module_.parameters()):
+        assert torch.equal(a, b)
 
 
 class _GradReader(Callback):

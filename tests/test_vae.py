@@ -4,6 +4,7 @@ import copy
 import io
 import pickle
 import re
+import sys
 
 import joblib
 import numpy as np
@@ -23,6 +24,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 import skvae._data
+import skvae._utils
 import skvae._vae
 from skvae import VAETransformer
 
@@ -865,6 +867,48 @@ def test_history_has_losses_per_epoch(digits):
     assert train[-1] < train[0]
 
 
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_history_losses_are_in_the_units_of_score(digits, likelihood):
+    # valid_loss of the kept epoch is -score of the held-out rows (scored as
+    # float32, as in training: the ELBO's noise derives from the values)
+    X = _data(likelihood, digits[0])
+    est = VAETransformer(2, **{**SMALL, "likelihood": likelihood, "early_stopping": True,
+                               "max_epochs": 6, "learning_rate": 1e-2}).fit(X)
+    rows = skvae._data.validation_split(
+        X.shape[0], 0.1, skvae._utils.make_generator(
+            skvae._utils.derive_seed(skvae._utils.make_seed(0), 1)))[1].numpy()
+    kept = [record for record in est.history_ if record["valid_loss_best"]][-1]
+    minus_score = -est.score(X[rows].astype(np.float32))
+    assert kept["valid_loss"] == pytest.approx(minus_score, rel=1e-5)
+    # the training loss is the same quantity on the training rows (up to the
+    # drift of the weights within the epoch), not off by sum(log(scale_))
+    train_loss, offset = est.history_[-1, "train_loss"], np.log(est.scale_).sum()
+    assert abs(train_loss + est.score(X)) < 0.1 * abs(train_loss)
+    assert offset == 0 if likelihood == "bernoulli" else offset > 0.2 * abs(train_loss)
+
+
+def test_history_follows_a_change_of_units(digits):
+    # c * X: the same standardized data and training, losses higher by
+    # n_features * log(c), as -score is (test_score_is_in_the_units_of_X)
+    X = digits[0]
+    a = VAETransformer(2, **SMALL).fit(X)
+    b = VAETransformer(2, **SMALL).fit(10 * X)
+    shift = X.shape[1] * np.log(10)
+    assert_allclose(np.subtract(b.history_[:, "train_loss"], a.history_[:, "train_loss"]),
+                    shift, rtol=1e-3)
+
+
+def test_partial_fit_keeps_the_units_of_the_history(digits):
+    # scale_ is fixed by the first call: later epochs continue the same curve
+    X = digits[0]
+    est = VAETransformer(2, **SMALL).fit(X)
+    before = est.history_[-1, "train_loss"]
+    est.partial_fit(X)
+    after = est.history_[-1, "train_loss"]
+    assert abs(after - before) < 0.1 * np.log(est.scale_).sum()
+    assert after == pytest.approx(-est.score(X), rel=0.05)
+
+
 def test_no_early_stopping_has_no_valid_loss(digits):
     est = VAETransformer(2, **SMALL).fit(digits[0])
     assert all("valid_loss" not in row for row in est.history_)
@@ -941,13 +985,32 @@ def test_verbose_1_prints_an_epoch_table(digits, capsys):
     assert "epoch" in lines[0] and "train_loss" in lines[0] and "valid_loss" in lines[0]
     rows = [line.split()[0] for line in lines[2:]]
     assert rows == ["1", "2", "3"]
+    assert "\x1b[" not in out  # not a terminal: no colour codes
 
 
-def test_verbose_2_adds_a_progress_bar(digits, capsys):
+def test_verbose_1_prints_every_epoch_then_the_stop(blobs, capsys):
+    # the row of the epoch that triggers early stopping is printed before the message
+    est = VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=40, n_iter_no_change=2,
+                         learning_rate=1e-2, batch_size=32, random_state=0,
+                         verbose=1).fit(blobs[0])
+    assert est.n_epochs_ < 40
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:-2]] == [
+        str(epoch) for epoch in range(1, est.n_epochs_ + 1)]
+    assert lines[-2].startswith("Stopping since valid_loss has not improved")
+    assert lines[-1].startswith("Restoring best model from epoch")
+
+
+def test_verbose_2_draws_progress_bars_on_a_terminal_only(digits, capsys, monkeypatch):
     VAETransformer(2, **{**SMALL, "max_epochs": 2, "verbose": 2}).fit(digits[0])
     captured = capsys.readouterr()
     assert "train_loss" in captured.out
-    assert "it/s" in captured.err or "%" in captured.err
+    assert "\r" not in captured.out + captured.err  # a log file gets the table only
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    VAETransformer(2, **{**SMALL, "max_epochs": 2, "verbose": 2}).fit(digits[0])
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out
+    assert "epoch 2:" in captured.err and "it/s" in captured.err
 
 
 def test_user_callbacks_run_after_skvae_callbacks(digits):
