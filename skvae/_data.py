@@ -183,21 +183,68 @@ def validation_split(n_samples, validation_fraction, generator):
     return order[n_valid:], order[:n_valid]
 
 
-def inference_batches(X, mean, scale, device, dtype, width=1):
-    """Yield consecutive model-ready tensor batches of X for inference.
+def inference_map(fn, X, tail=(), *, mean=None, scale=None, device="cpu",
+                  dtype=torch.float32, width=1):
+    """``fn(batch)`` for consecutive model-ready batches of X, gathered into one array.
 
-    Each batch has at most :data:`INFERENCE_BATCH_FLOATS` / ``width`` rows, so
-    that ``width`` (features times importance samples, say) bounds the memory
-    of the largest intermediate. Sparse batches are densified one at a time.
+    Parameters
+    ----------
+    fn : callable
+        Maps a batch, a tensor of shape ``(rows, n_features)``, to a tensor of
+        shape ``(rows, *tail)``. It must not modify the batch or keep it.
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+    tail : tuple of int
+        Shape of one sample's result.
+    mean, scale : ndarray of shape (n_features,) or None
+        The batches are ``(X - mean) / scale``; ``None`` leaves X as it is.
+    device, dtype
+        Where and in which precision ``fn`` runs.
+    width : int
+        Floats of the largest intermediate of ``fn`` per row (the widest layer
+        times the importance samples, say): a batch has at most
+        :data:`INFERENCE_BATCH_FLOATS` / ``width`` rows.
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, *tail), in ``dtype``
+
+    Memory stays flat whatever the number of batches: ``out`` is allocated once
+    and each result is copied into its rows; rows are densified (``toarray(out=)``),
+    converted and standardized in place in one buffer made once and reused for
+    every batch, and dense rows that need none of that are used as they are. No
+    array of one batch outlives it, so the allocator can reuse its memory for the
+    next one. There is no Python loop over samples.
     """
     n = X.shape[0]
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    out = np.empty((n, *tail), dtype=np_dtype)
     rows = max(1, min(n, INFERENCE_BATCH_FLOATS // max(1, width)))
     mean_t = None if mean is None else torch.as_tensor(mean, dtype=dtype, device=device)
     scale_t = None if scale is None else torch.as_tensor(scale, dtype=dtype, device=device)
+    on_cpu = torch.device(device).type == "cpu"
+    host = staged = None  # the reused buffers, made on first need
     for start in range(0, n, rows):
-        chunk = X[start:start + rows]
-        chunk = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-        batch = as_tensor(chunk, dtype, device)
-        if mean_t is not None:
-            batch = (batch - mean_t) / scale_t
-        yield batch
+        stop = min(n, start + rows)
+        chunk = X[start:stop]
+        if (sp.issparse(chunk) or chunk.dtype != np_dtype or not chunk.flags.c_contiguous
+                or not chunk.flags.writeable or (on_cpu and mean_t is not None)):
+            if host is None:
+                host = np.empty((rows, X.shape[1]), dtype=np_dtype)
+            chunk_np = host[:stop - start]
+            if sp.issparse(chunk):
+                chunk_np.fill(0)  # toarray(out=) adds the entries to the buffer
+                chunk.astype(np_dtype, copy=False).toarray(out=chunk_np)
+            else:
+                np.copyto(chunk_np, chunk, casting="unsafe")
+        else:  # the rows of X themselves: fn reads them, the buffers do the rest
+            chunk_np = chunk
+        batch = torch.from_numpy(chunk_np)
+        if not on_cpu:
+            if staged is None:
+                staged = torch.empty((rows, X.shape[1]), dtype=dtype, device=device)
+            batch = staged[:stop - start].copy_(batch)
+        if mean_t is not None:  # in the buffer, never in X
+            batch.sub_(mean_t).div_(scale_t)
+        torch.from_numpy(out[start:stop]).copy_(fn(batch))
+        del chunk, chunk_np, batch
+    return out

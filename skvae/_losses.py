@@ -17,6 +17,9 @@ _TABLE_SIZES = (8191, 131071, 524287)
 MAX_IMPORTANCE_SAMPLES = _TABLE_SIZES[-1]
 # rows of at most this many 16-bit pieces are hashed with a float64 matrix product
 _EXACT_FLOAT64_PIECES = 2**13
+# rows are hashed this many 16-bit pieces at a time, so that the hash's copies
+# of the pieces (int32, then float64 or int64) stay small whatever the batch
+_HASH_BLOCK_PIECES = 2**20
 
 
 def gaussian_log_likelihood(x, mean, log_var):
@@ -137,18 +140,26 @@ class RowNoise:
     def __call__(self, x, n_importance_samples):
         """Noise of shape ``(len(x), n_importance_samples, n_components)``."""
         size = next(m for m in _TABLE_SIZES if m >= n_importance_samples)
-        chunks = x.contiguous().view(torch.int16).to(torch.int32) & 0xFFFF  # 16-bit pieces
-        table, weights = self._tables(size, chunks.shape[1], x.device, x.dtype)
-        # h = sum(chunks * weights): each term < 2**40, so with at most 2**13
-        # pieces every partial sum is an integer below 2**53, exact in float64 in
-        # any order: one matrix product, 2.3x faster than int64 arithmetic, and
-        # the same value whatever the batch. Wider rows (> 4096 float32 or
-        # 2048 float64 features) sum in int64 (no overflow below 2**23 pieces).
-        if chunks.shape[1] <= _EXACT_FLOAT64_PIECES:
-            h = (chunks.to(torch.float64) @ weights.to(torch.float64)).to(torch.int64)
-        else:
-            h = (chunks.to(torch.int64) * weights).sum(-1)
+        pieces = x.contiguous().view(torch.int16)  # 16-bit pieces of each row's values
+        table, weights = self._tables(size, pieces.shape[1], x.device, x.dtype)
+        h = torch.empty(len(x), dtype=torch.int64, device=x.device)
+        step = max(1, _HASH_BLOCK_PIECES // max(1, pieces.shape[1]))
+        for i in range(0, len(x), step):  # blocks of rows; every row is hashed alone
+            h[i:i + step] = _hash(pieces[i:i + step], weights)
         start = h % size
         stride = 1 + (h // size) % (size - 1)
         k = torch.arange(n_importance_samples, device=x.device)
         return table[(start.unsqueeze(1) + k * stride.unsqueeze(1)) % size]
+
+
+def _hash(pieces, weights):
+    """``sum(pieces * weights)`` per row, exactly, for int16 pieces read as unsigned."""
+    chunks = pieces.to(torch.int32) & 0xFFFF
+    # each term < 2**40, so with at most 2**13 pieces every partial sum is an
+    # integer below 2**53, exact in float64 in any order: one matrix product,
+    # 2.3x faster than int64 arithmetic, and the same value whatever the batch
+    # or block. Wider rows (> 4096 float32 or 2048 float64 features) sum in
+    # int64 (no overflow below 2**23 pieces).
+    if chunks.shape[1] <= _EXACT_FLOAT64_PIECES:
+        return (chunks.to(torch.float64) @ weights.to(torch.float64)).to(torch.int64)
+    return (chunks.to(torch.int64) * weights).sum(-1)

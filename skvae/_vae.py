@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import (Interval, InvalidParameterError, St
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
-from ._data import BatchIterator, TrainingData, inference_batches, validation_split
+from ._data import BatchIterator, TrainingData, inference_map, validation_split
 from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
 from ._module import ACTIVATIONS, VAEModule
 from ._net import VAENet, build_callbacks, mean_latent_kl
@@ -516,24 +516,29 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     # ---------------------------------------------------------------- inference
 
-    def _inference(self, X, fn, width=1):
-        """Apply ``fn(module, batch)`` to model-ready batches of X; concatenate."""
+    def _inference(self, X, fn, tail=(), width_factor=1, standardize=True):
+        """``fn(module, batch)`` for model-ready batches of X, gathered into one array.
+
+        The batches run in X's precision. Their rows are sized so that
+        ``width_factor`` arrays as wide as the widest layer (importance samples
+        times the arrays ``fn`` holds at once) fit the budget of
+        ``inference_map``; ``standardize=False`` passes X as it is (latent codes).
+        """
         dtype = torch.float64 if X.dtype == np.float64 else torch.float32
         module = self.module_
         if dtype != torch.float32:  # a float64 copy; the fitted weights stay float32
             module = copy.deepcopy(module).to(dtype)
         device = next(module.parameters()).device
-        gaussian = module.likelihood == "gaussian"
+        standardize = standardize and module.likelihood == "gaussian"
+        # the widest activation of encoder or decoder, once per importance sample
+        width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
         module.eval()
-        out = []
         with torch.inference_mode():
-            for batch in inference_batches(X, self.mean_ if gaussian else None,
-                                           self.scale_ if gaussian else None,
-                                           device, dtype, width):
-                out.append(fn(module, batch).cpu().numpy())
-        if not out:
-            return np.empty((0,), dtype=X.dtype)
-        return np.concatenate(out)
+            return inference_map(functools.partial(fn, module), X, tail,
+                                 mean=self.mean_ if standardize else None,
+                                 scale=self.scale_ if standardize else None,
+                                 device=device, dtype=dtype,
+                                 width=width * width_factor)
 
     def transform(self, X):
         """Encode X: the means of the approximate posterior q(z | x).
@@ -550,7 +555,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._inference(X, lambda module, x: module.encode(x)[0], X.shape[1])
+        return self._inference(X, lambda module, x: module.encode(x)[0],
+                               (self.module_.n_components,))
 
     def inverse_transform(self, X):
         """Decode latent codes into the original feature space and units.
@@ -574,17 +580,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"X has {Z.shape[1]} columns, but inverse_transform expects latent codes "
                 f"with n_components={n_components} columns."
             )
-        dtype = torch.float64 if Z.dtype == np.float64 else torch.float32
-        module = self.module_ if dtype == torch.float32 else copy.deepcopy(self.module_).to(dtype)
-        device = next(module.parameters()).device
-        module.eval()
-        out = []
-        with torch.inference_mode():
-            for z in inference_batches(Z, None, None, device, dtype, self.n_features_in_):
-                out.append(module.decoder_mean(z).cpu().numpy())
-        X_original = np.concatenate(out) if out else np.empty((0, self.n_features_in_), Z.dtype)
-        if module.likelihood == "gaussian":
-            X_original = X_original * self.scale_.astype(Z.dtype) + self.mean_.astype(Z.dtype)
+        X_original = self._inference(Z, lambda module, z: module.decoder_mean(z),
+                                     (self.n_features_in_,), standardize=False)
+        if self.module_.likelihood == "gaussian":  # in place: no copies of the output
+            X_original *= self.scale_.astype(Z.dtype)
+            X_original += self.mean_.astype(Z.dtype)
         return X_original
 
     def score_samples(self, X, n_importance_samples=1):
@@ -620,9 +620,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             def bound(module, x):
                 return iwae_bound(module, x, noise(x, n_importance_samples))
 
-        values = self._inference(X, bound, X.shape[1] * n_importance_samples)
+        # the likelihood holds the decoder's output and two temporaries of its size
+        values = self._inference(X, bound, width_factor=3 * n_importance_samples)
         # density of the standardized data -> density in the caller's units
-        return values.astype(np.float64) - np.log(self.scale_).sum()
+        values = values.astype(np.float64, copy=False)
+        values -= np.log(self.scale_).sum()
+        return values
 
     def score(self, X, y=None, n_importance_samples=1):
         """Average log-likelihood bound per sample, in nats, in the units of X.

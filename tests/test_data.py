@@ -10,8 +10,7 @@ from scipy.sparse import csr_array, csr_matrix
 from sklearn.model_selection import train_test_split
 
 import skvae._data
-from skvae._data import (BatchIterator, TrainingData, as_tensor, inference_batches,
-                         validation_split)
+from skvae._data import BatchIterator, TrainingData, as_tensor, inference_map, validation_split
 
 CSR_CONTAINERS = [csr_matrix, csr_array]
 
@@ -202,33 +201,67 @@ def test_validation_split_needs_a_training_row(n_samples, fraction):
 # --------------------------------------------------------------------------- inference
 
 
+class _Recorder:
+    """An inference ``fn`` that returns its batch and records copies of them."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, batch):
+        self.batches.append(batch.clone())
+        return batch
+
+
 @pytest.mark.parametrize("csr_container", [None, csr_matrix, csr_array])
 @pytest.mark.parametrize("budget, width", [(2**22, 1), (24, 6), (24, 5), (10, 6), (7, 100)])
-def test_inference_batches_respect_the_budget_and_yield_everything(
+def test_inference_map_respects_the_budget_and_covers_everything(
         monkeypatch, csr_container, budget, width):
     monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", budget)
     X = _sparse_data()
     mean, scale = X.mean(0), X.std(0) + 0.5
     source = X if csr_container is None else csr_container(X)
-    batches = list(inference_batches(source, mean, scale, "cpu", torch.float64, width))
+    fn = _Recorder()
+    out = inference_map(fn, source, (X.shape[1],), mean=mean, scale=scale,
+                        dtype=torch.float64, width=width)
     rows = max(1, budget // width)
+    batches = fn.batches
     assert [len(b) for b in batches[:-1]] == [rows] * (len(batches) - 1)
     assert all(len(b) * width <= budget or len(b) == 1 for b in batches)
     assert len(batches) == math.ceil(len(X) / min(rows, len(X)))
-    out = torch.cat(batches)
-    assert out.dtype == torch.float64
-    assert_allclose(out.numpy(), (X - mean) / scale, rtol=1e-12)
+    assert out.dtype == np.float64
+    assert_allclose(out, (X - mean) / scale, rtol=1e-12)
+    assert_array_equal(torch.cat(batches).numpy(), out)
 
 
+@pytest.mark.parametrize("csr_container", [None, csr_matrix])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_inference_batches_without_standardization(dtype):
+def test_inference_map_without_standardization(csr_container, dtype):
     X = _sparse_data()
-    out = torch.cat(list(inference_batches(X, None, None, "cpu", dtype)))
-    assert out.dtype == dtype
-    assert_allclose(out.numpy(), X, rtol=1e-6)
+    source = X if csr_container is None else csr_container(X)
+    out = inference_map(lambda batch: batch, source, (X.shape[1],), dtype=dtype)
+    assert out.dtype == torch.empty(0, dtype=dtype).numpy().dtype
+    assert_allclose(out, X, rtol=1e-6)
 
 
-def test_inference_batches_densify_one_batch_at_a_time(monkeypatch):
+@pytest.mark.parametrize("layout", ["C", "F", "read-only", "csr", "csr float32"])
+@pytest.mark.parametrize("standardize", [False, True])
+def test_inference_map_batches_are_the_same_numbers_from_any_layout(monkeypatch, layout,
+                                                                     standardize):
+    monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 24)
+    X = _sparse_data()
+    mean, scale = (X.mean(0), X.std(0) + 0.5) if standardize else (None, None)
+    source = {"C": X, "F": np.asfortranarray(X), "read-only": X.copy(),
+              "csr": csr_matrix(X), "csr float32": csr_matrix(X.astype(np.float32))}[layout]
+    if layout == "read-only":
+        source.setflags(write=False)
+    dtype = torch.float32 if layout == "csr float32" else torch.float64
+    expected = inference_map(lambda b: b, X.astype(source.dtype), (6,), mean=mean,
+                             scale=scale, dtype=dtype)
+    out = inference_map(lambda b: b, source, (6,), mean=mean, scale=scale, dtype=dtype)
+    assert_array_equal(out, expected)
+
+
+def test_inference_map_densifies_one_batch_at_a_time(monkeypatch):
     monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 12)
     densified = []
     X = csr_matrix(_sparse_data())
@@ -239,16 +272,50 @@ def test_inference_batches_densify_one_batch_at_a_time(monkeypatch):
             densified.append(chunk.shape[0])
             return chunk
 
-    batches = list(inference_batches(Spy(X), None, None, "cpu", torch.float32, width=6))
-    assert densified == [len(b) for b in batches] == [2] * 11 + [1]
+    fn = _Recorder()
+    inference_map(fn, Spy(X), (6,), width=6)
+    assert densified == [len(b) for b in fn.batches] == [2] * 11 + [1]
 
 
-def test_inference_batches_do_not_modify_the_input():
+def test_inference_map_reuses_one_buffer_and_writes_into_one_output(monkeypatch):
+    monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 12)
+    X = _sparse_data()
+    pointers = set()
+
+    def fn(batch):
+        pointers.add(batch.data_ptr())
+        return batch[:, :2]
+
+    out = inference_map(fn, csr_matrix(X), (2,), mean=X.mean(0), scale=X.std(0) + 1,
+                        dtype=torch.float64, width=6)
+    assert len(pointers) == 1  # 12 batches, densified and standardized in one buffer
+    assert out.flags.owndata and out.shape == (23, 2)
+    assert_allclose(out, ((X - X.mean(0)) / (X.std(0) + 1))[:, :2], rtol=1e-12)
+
+
+def test_inference_map_uses_dense_rows_in_place_when_it_can():
+    X = _sparse_data()
+    pointers = []
+    inference_map(lambda b: pointers.append(b.data_ptr()) or b, X, (6,), dtype=torch.float64)
+    assert pointers == [X.ctypes.data]  # no copy: float64 rows without standardization
+
+
+def test_inference_map_does_not_modify_the_input():
     X = _sparse_data()
     original = X.copy()
-    for batch in inference_batches(X, X.mean(0), X.std(0) + 1, "cpu", torch.float64):
-        batch += 1
+
+    def fn(batch):
+        return batch + 1
+
+    for source in (X, csr_matrix(X)):
+        inference_map(fn, source, (6,), mean=X.mean(0), scale=X.std(0) + 1,
+                      dtype=torch.float64)
     assert_array_equal(X, original)
+
+
+def test_inference_map_of_no_rows():
+    out = inference_map(lambda b: b[:, 0], np.empty((0, 3)), (), dtype=torch.float64)
+    assert out.shape == (0,) and out.dtype == np.float64
 
 
 # --------------------------------------------------------------------------- CUDA

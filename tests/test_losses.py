@@ -368,3 +368,16 @@ def test_row_noise_hash_is_the_same_in_float64_and_int64(monkeypatch, dtype):
     slow = RowNoise(3, 4)(ones, 2)
     monkeypatch.setattr(skvae._losses, "_EXACT_FLOAT64_PIECES", 2**13)
     assert torch.equal(RowNoise(3, 4)(ones, 2), slow)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("exact_pieces", [0, 2**13])
+def test_row_noise_is_the_same_hashed_in_blocks_of_rows(monkeypatch, dtype, exact_pieces):
+    # the hash runs a block of rows at a time, to bound its memory: any block
+    # size, down to one row, gives the same noise
+    monkeypatch.setattr(skvae._losses, "_EXACT_FLOAT64_PIECES", exact_pieces)
+    x = _rows(50, n_features=7, dtype=dtype)
+    whole = RowNoise(3, 4)(x, 5)
+    for block in (1, 3 * 7 * dtype.itemsize // 2, 10**9):
+        monkeypatch.setattr(skvae._losses, "_HASH_BLOCK_PIECES", block)
+        assert torch.equal(RowNoise(3, 4)(x, 5), whole)

@@ -1,0 +1,94 @@
+"""Peak memory of inference: flat in the number of batches (skvae/_data.py, _vae.py).
+
+Each case runs in a fresh Python process, which fits a tiny model, resets the
+kernel's peak-RSS mark and makes one call: the peak RSS it adds must stay within
+its output plus a few inference batches, whatever the number of batches.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import skvae
+
+SCRIPT = textwrap.dedent("""
+    import gc, json, sys
+    import numpy as np, scipy.sparse as sp, torch
+    import skvae._data
+    from skvae import VAETransformer
+
+    kind, dtype, n_rows, n_features, method, budget = json.loads(sys.argv[1])
+    torch.set_num_threads(1)
+    if budget:
+        skvae._data.INFERENCE_BATCH_FLOATS = budget
+    rng = np.random.RandomState(0)
+    if kind == "sparse":  # 0.05 % non-zeros
+        nnz = n_rows * n_features // 2000
+        X = sp.csr_matrix((rng.standard_normal(nnz), (rng.randint(n_rows, size=nnz),
+                           rng.randint(n_features, size=nnz))), shape=(n_rows, n_features))
+    else:
+        X = rng.standard_normal((n_rows, n_features))
+    X = X.astype(dtype)
+    est = VAETransformer(8, hidden_layer_sizes=(64,), max_epochs=1, early_stopping=False,
+                         random_state=0).fit(X[:1000])
+    call = {"transform": est.transform, "inverse_transform": est.inverse_transform,
+            "score_samples": est.score_samples,
+            "score_samples K=100": lambda A: est.score_samples(A, n_importance_samples=100)}
+    arg = est.transform(X) if method == "inverse_transform" else X
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS
+        f.write("5")
+    base = status("VmRSS:")
+    out = call[method](arg)
+    print(json.dumps({"growth": status("VmHWM:") - base, "out_bytes": out.nbytes,
+                      "batch_bytes": skvae._data.INFERENCE_BATCH_FLOATS * X.dtype.itemsize}))
+""")
+
+
+def _can_reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_growth(case):
+    """Run one measurement of SCRIPT in a fresh process with this skvae."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(skvae.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(case)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _can_reset_peak_rss(),
+                    reason="measures peak RSS through Linux's /proc/self")
+@pytest.mark.parametrize("case", [
+    # kind, dtype, rows, features, call, INFERENCE_BATCH_FLOATS: small batches (8 MiB
+    # in float64), so that a call makes many and a few of them are far below X
+    ("sparse", "float64", 40_000, 1_000, "transform", 2**20),
+    ("sparse", "float32", 40_000, 1_000, "score_samples", 2**20),
+    ("dense", "float64", 8_000, 1_000, "inverse_transform", 2**20),
+    ("dense", "float32", 2_000, 1_000, "score_samples K=100", 2**20),
+], ids=lambda case: " ".join(map(str, case[:2] + case[4:5])))
+def test_inference_peak_memory_is_a_few_batches(case):
+    result = peak_rss_growth(case)
+    # the output, two batches (the model's input and its widest intermediates)
+    # and a margin for the libraries' own buffers (the scoring noise's hash, say)
+    bound = result["out_bytes"] + 2 * result["batch_bytes"] + 32 * 2**20
+    print(f"{case}: peak RSS growth {result['growth'] / 2**20:.1f} MiB, "
+          f"bound {bound / 2**20:.1f} MiB")  # shown by pytest -s
+    assert result["growth"] < bound, result
