@@ -54,17 +54,10 @@ def make_data(kind, dtype, n_rows, n_features):
     return rng.standard_normal((n_rows, n_features)).astype(dtype)
 
 
-def _proc_status(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
 def child(spec):
     """One call in this fresh process; print its result as one JSON line."""
     import torch
+    from bench_training import _proc_status  # this folder is on sys.path
     from skvae import VAETransformer
 
     if spec.get("threads"):
