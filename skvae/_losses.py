@@ -7,7 +7,8 @@ are, so the number a user scores with is the number the model was trained on.
 import math
 
 import torch
-from torch.nn import functional as F
+
+from ._likelihoods import bernoulli_log_likelihood, gaussian_log_likelihood  # noqa: F401
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -20,18 +21,6 @@ _EXACT_FLOAT64_PIECES = 2**13
 # rows are hashed this many 16-bit pieces at a time, so that the hash's copies
 # of the pieces (int32, then float64 or int64) stay small whatever the batch
 _HASH_BLOCK_PIECES = 2**20
-
-
-def gaussian_log_likelihood(x, mean, log_var):
-    """Sum over features of log N(x; mean, exp(log_var)), shape ``x.shape[:-1]``."""
-    return -0.5 * (_LOG_2PI + log_var + (x - mean).square() * torch.exp(-log_var)).sum(-1)
-
-
-def bernoulli_log_likelihood(x, logits):
-    """Sum over features of x log p + (1 - x) log(1 - p) with p = sigmoid(logits)."""
-    if x.shape != logits.shape:  # IWAE: x of shape (n, 1, d), logits (n, K, d)
-        x = x.expand_as(logits)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
 def gaussian_kl_per_dimension(mu, logvar):
@@ -51,10 +40,7 @@ def standard_normal_log_density(z):
 
 def reconstruction_log_likelihood(module, x, z):
     """log p(x | z) under the module's likelihood, broadcasting ``z``'s leading axes."""
-    out = module.decode(z)
-    if module.likelihood == "bernoulli":
-        return bernoulli_log_likelihood(x, out)
-    return gaussian_log_likelihood(x, out, module.log_variance())
+    return module.log_likelihood(x, z)
 
 
 def elbo(module, x, eps, kl_weight=1.0):

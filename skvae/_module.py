@@ -7,9 +7,11 @@ the observation likelihood. Training, data handling and randomness live elsewher
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from ._likelihoods import LIKELIHOODS, MIN_VARIANCE  # noqa: F401 (re-exported)
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -20,10 +22,6 @@ ACTIVATIONS = {
     "identity": nn.Identity,
 }
 
-#: Smallest variance of the Gaussian likelihood, in standardized units.
-MIN_VARIANCE = 1e-3
-
-
 def _mlp(sizes, activation):
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -32,7 +30,14 @@ def _mlp(sizes, activation):
 
 
 class VAEModule(nn.Module):
-    """MLP variational autoencoder with a Gaussian or Bernoulli decoder.
+    """MLP variational autoencoder with linear paths, and a Gaussian or Bernoulli decoder.
+
+    The posterior mean is ``encoder_head(encoder(x))[:k] + encoder_linear(x)``
+    and the decoder output ``decoder_head(decoder(z)) + decoder_linear(z)``: a
+    linear model plus a nonlinear residual. With the residual's last layers at
+    zero the module *is* a linear Gaussian model (probabilistic PCA or factor
+    analysis, see :meth:`init_linear_gaussian`), so training starts from the
+    linear solution and can only move from it where the data say so.
 
     Parameters
     ----------
@@ -45,13 +50,16 @@ class VAEModule(nn.Module):
     activation : str
         Key of :data:`ACTIVATIONS`.
     likelihood : {"gaussian", "bernoulli"}
-        ``"gaussian"``: :meth:`decode` returns means and the module holds one
-        learned log-variance per feature (at least :data:`MIN_VARIANCE`).
-        ``"bernoulli"``: :meth:`decode` returns logits.
+        Key of :data:`skvae._likelihoods.LIKELIHOODS`; the likelihood object,
+        with its parameters, is the submodule ``observation``.
+        ``"gaussian"``: :meth:`decode` returns means (one learned variance per
+        feature). ``"bernoulli"``: :meth:`decode` returns logits.
+    likelihood_options : dict, default=None
+        Keyword arguments of the likelihood's class.
     """
 
     def __init__(self, n_features, n_components, hidden_layer_sizes=(), activation="relu",
-                 likelihood="gaussian"):
+                 likelihood="gaussian", likelihood_options=None):
         super().__init__()
         self.n_features = n_features
         self.n_components = n_components
@@ -65,45 +73,97 @@ class VAEModule(nn.Module):
         decoder_sizes = (n_components, *reversed(hidden_layer_sizes))
         self.decoder = _mlp(decoder_sizes, activation)
         self.decoder_head = nn.Linear(decoder_sizes[-1], n_features)
-        if likelihood == "gaussian":
-            self.raw_variance = nn.Parameter(torch.empty(n_features))
-        else:
-            self.register_parameter("raw_variance", None)
+        # the likelihood before the linear paths: the parameters of a model saved
+        # in format 1 (which had no linear paths) keep their positions
+        self.observation = LIKELIHOODS[likelihood](n_features, **(likelihood_options or {}))
+        self.encoder_linear = nn.Linear(n_features, n_components, bias=False)
+        self.decoder_linear = nn.Linear(n_components, n_features, bias=False)
 
     def reset_parameters(self, generator=None):
         """Initialise every weight from ``generator`` (PyTorch's default scheme).
 
         Uses the Kaiming-uniform scheme of :class:`torch.nn.Linear`, but draws from
-        the given generator instead of the global one; the Gaussian variance starts
-        at 1 (the standardized data's variance).
+        the given generator instead of the global one; the linear paths start at
+        zero and the Gaussian variance at 1 (the standardized data's variance).
         """
         for layer in self.modules():
             if isinstance(layer, nn.Linear):
                 nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-                bound = 1 / math.sqrt(layer.in_features)
-                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
-        if self.raw_variance is not None:
-            with torch.no_grad():  # softplus(raw) + MIN_VARIANCE == 1
-                self.raw_variance.fill_(math.log(math.expm1(1.0 - MIN_VARIANCE)))
+                if layer.bias is not None:
+                    bound = 1 / math.sqrt(layer.in_features)
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        with torch.no_grad():
+            self.encoder_linear.weight.zero_()
+            self.decoder_linear.weight.zero_()
+        self.observation.reset_parameters()
+        return self
+
+    def init_linear_gaussian(self, weights, noise_variance, offset):
+        """Make the module the linear Gaussian model ``x = W z + offset + noise``.
+
+        The decoder becomes ``z @ W.T + offset`` and the encoder the model's
+        exact posterior, so the ELBO's expectation and the importance-weighted
+        bound equal the linear model's log-likelihood. The latent axes are
+        rotated (which leaves the model unchanged) so that the posterior
+        covariance is diagonal, as the encoder's is. The last layers of the
+        nonlinear residuals are zeroed: their hidden layers keep the random
+        weights of :meth:`reset_parameters` and start learning once the heads
+        move.
+
+        Parameters
+        ----------
+        weights : ndarray of shape (n_features, n_components)
+            Loadings W in the model's (standardized) units, e.g.
+            ``PCA.components_.T * sqrt(explained_variance_ - noise_variance_)``
+            or ``FactorAnalysis.components_.T``.
+        noise_variance : ndarray of shape (n_features,)
+            Diagonal noise covariance Psi (floored at the likelihood's minimum).
+        offset : ndarray of shape (n_features,)
+            Mean of x.
+        """
+        if self.observation.name != "gaussian":
+            raise ValueError("init_linear_gaussian needs likelihood='gaussian'.")
+        W = np.asarray(weights, dtype=np.float64)
+        psi = np.maximum(np.asarray(noise_variance, dtype=np.float64),
+                         self.observation.min_variance)
+        Wp = W / psi[:, None]                         # Psi^-1 W
+        lam, rotation = np.linalg.eigh(W.T @ Wp)      # W^T Psi^-1 W = R diag(lam) R^T
+        lam = np.maximum(lam, 0.0)
+        W, Wp = W @ rotation, Wp @ rotation
+        post_var = 1.0 / (1.0 + lam)                  # diagonal in the rotated axes
+        encoder = Wp * post_var                       # (d, k): mu = (x - offset) @ encoder
+        k = self.n_components
+
+        def put(tensor, value):
+            tensor.copy_(torch.as_tensor(value, dtype=torch.float64))
+
+        with torch.no_grad():
+            put(self.encoder_linear.weight, encoder.T)
+            self.encoder_head.weight.zero_()
+            put(self.encoder_head.bias[:k], -np.asarray(offset, dtype=np.float64) @ encoder)
+            put(self.encoder_head.bias[k:], np.log(post_var))
+            put(self.decoder_linear.weight, W)
+            self.decoder_head.weight.zero_()
+            put(self.decoder_head.bias, offset)
+            self.observation.set_variance(torch.as_tensor(psi))
         return self
 
     def encode(self, x):
         """Posterior parameters ``(mu, logvar)``, each of shape ``(n, n_components)``."""
         mu, logvar = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
-        return mu, logvar
+        return mu + self.encoder_linear(x), logvar
 
     def decode(self, z):
         """Decoder output: Gaussian means or Bernoulli logits, shape ``(..., n_features)``."""
-        return self.decoder_head(self.decoder(z))
+        return self.decoder_head(self.decoder(z)) + self.decoder_linear(z)
 
-    def log_variance(self):
-        """Log of the per-feature Gaussian variance, shape ``(n_features,)``."""
-        return torch.log(F.softplus(self.raw_variance) + MIN_VARIANCE)
+    def log_likelihood(self, x, z):
+        """log p(x | z) summed over features, broadcasting ``z``'s leading axes."""
+        return self.observation.log_prob(x, self.decode(z))
 
     def decoder_mean(self, z):
         """The mean of p(x | z) in the model's (standardized) units."""
-        out = self.decode(z)
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        return self.observation.mean(self.decode(z))
 
     def forward(self, x):
         """Posterior means: what ``transform`` returns."""

@@ -9,6 +9,7 @@ GPU once per epoch instead of once per batch) and ``notify`` (which skips the
 callbacks that do not implement a hook).
 """
 
+import copy
 import math
 import sys
 
@@ -297,6 +298,20 @@ class VAENet(NeuralNet):
                                      if base is None or getattr(type(cb), method_name) is not base]
         return cache[1][method_name]
 
+    def validation_loss(self, dataset):
+        """``valid_loss`` of the current weights on ``dataset``, as the history records it.
+
+        The mean over the rows of the negative ELBO with the validation noise
+        and the full ``beta``, plus ``loss_offset``: what the next epoch's
+        ``valid_loss`` would be if training left the weights as they are.
+        """
+        total, count = 0.0, 0
+        for batch in self.get_iterator(dataset, training=False):
+            step = self.validation_step(batch)
+            total += float(step["loss"]) * len(batch[0])
+            count += len(batch[0])
+        return total / max(1, count) + float(self.loss_offset)
+
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
         """Mean negative ELBO of the batch; ``y_pred`` holds the per-sample ELBO."""
         return self.criterion_(y_pred)
@@ -353,11 +368,25 @@ class WarmupEarlyStopping(EarlyStopping):
     patience nor compete for the best weights. The callback also records
     ``valid_loss_best`` (overwriting skorch's flag) so the history, the
     ``verbose`` table and the plots mark the epoch whose weights are kept.
+
+    The weights training starts from compete too, as "epoch 0", when the net
+    has an ``initial_valid_loss_`` (set by the estimator before training): a
+    fit that starts from a linear model and only gets worse on the held-out
+    rows ends with that linear model.
     """
 
     def __init__(self, start_epoch=0, **kwargs):
         super().__init__(**kwargs)
         self.start_epoch = start_epoch
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        initial = getattr(net, "initial_valid_loss_", None)
+        if initial is not None and math.isfinite(initial):
+            self.dynamic_threshold_ = self._calc_new_threshold(initial)
+            self.best_epoch_ = len(net.history)  # the epochs already trained: 0 for a new fit
+            if self.load_best:
+                self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
 
     def on_epoch_end(self, net, **kwargs):
         best_key = f"{self.monitor}_best"

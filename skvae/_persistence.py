@@ -16,6 +16,12 @@ Formats
     torch objects themselves. Loaded as they are.
 1
     The conversion above, with ``_skvae_version`` and ``_skvae_format``.
+2
+    As 1; the network adds its likelihood's options, linear paths and the
+    Gaussian's outlier variances (skvae 0.2). A format 1 network loads as the
+    model it was: linear paths at zero, the plain Gaussian with its variance
+    floor of 1e-3, and an optimizer state that gives the new parameters a
+    fresh start.
 """
 
 import json
@@ -27,7 +33,12 @@ from skorch.history import History
 from ._module import VAEModule
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 1
+FORMAT = 2
+
+#: New names of the parameters of a format 1 network.
+_FORMAT_1_NAMES = {"raw_variance": "observation.raw_variance"}
+#: The Gaussian likelihood of format 1: variance floor 1e-3, no outlier component.
+_FORMAT_1_GAUSSIAN = {"min_variance": 1e-3, "outlier_weight": 0.0}
 
 #: Keys added to the state (removed again on load).
 VERSION_KEY, FORMAT_KEY, CONVERTED_KEY = "_skvae_version", "_skvae_format", "_skvae_converted"
@@ -95,9 +106,14 @@ def import_state(state, version):
             + ("Upgrade skvae (pip install --upgrade skvae) to load it."
                if newer else "The file is not a state that any skvae wrote.")
         )
+    renamed = None  # format 1: new positions of the saved network's parameters
     for name, kind in state.pop(CONVERTED_KEY, {}).items():
         if kind == "module":
-            state[name] = _import_module(state[name])
+            saved_names = [_FORMAT_1_NAMES.get(key, key) for key in state[name]["state_dict"]]
+            state[name] = _import_module(state[name], fmt)
+            if fmt == 1 and name == "module_":
+                names = [key for key, _ in state[name].named_parameters()]
+                renamed = [names.index(key) for key in saved_names]
         elif kind == "history":
             state[name] = _import_history(state[name])
         elif kind == "tensors":
@@ -108,6 +124,8 @@ def import_state(state, version):
                 f"{kind!r}, which skvae {version} does not know. Upgrade skvae "
                 "(pip install --upgrade skvae) to load it."
             )
+    if renamed is not None and isinstance(state.get("_optimizer_state"), dict):
+        state["_optimizer_state"] = _format_1_optimizer(state["_optimizer_state"], renamed)
     return state
 
 
@@ -125,22 +143,56 @@ def _export_module(name, module):
         "hidden_layer_sizes": tuple(module.hidden_layer_sizes),
         "activation": module.activation,
         "likelihood": module.likelihood,
+        "likelihood_options": module.observation.options(),
         "state_dict": {key: _tensor_to_numpy(value)
                        for key, value in module.state_dict().items()},
     }
 
 
-def _import_module(saved):
+def _import_module(saved, fmt=FORMAT):
     # Built on the meta device (no random draws, no memory), given CPU storage,
     # then filled with the saved weights: as skvae._vae builds a new network.
+    weights = {key: torch.tensor(value) for key, value in saved["state_dict"].items()}
+    options = saved.get("likelihood_options", {})
+    if fmt == 1:
+        options, weights = _format_1_network(saved, weights)
     with torch.device("meta"):
         module = VAEModule(saved["n_features"], saved["n_components"],
                            tuple(saved["hidden_layer_sizes"]), saved["activation"],
-                           saved["likelihood"])
+                           saved["likelihood"], options)
     module = module.to(torch.float32).to_empty(device="cpu")
-    module.load_state_dict({key: torch.tensor(value)
-                            for key, value in saved["state_dict"].items()})
+    module.load_state_dict(weights)
     return module
+
+
+def _format_1_network(saved, weights):
+    """Likelihood options and full state_dict of a format 1 network."""
+    d, k = saved["n_features"], saved["n_components"]
+    options = _FORMAT_1_GAUSSIAN if saved["likelihood"] == "gaussian" else {}
+    weights = dict(weights)
+    weights["encoder_linear.weight"] = torch.zeros(k, d)
+    weights["decoder_linear.weight"] = torch.zeros(d, k)
+    if "raw_variance" in weights:
+        weights[_FORMAT_1_NAMES["raw_variance"]] = weights.pop("raw_variance")
+        weights["observation.outlier_log_variance"] = torch.zeros(d)
+    return options, weights
+
+
+def _format_1_optimizer(state, renamed):
+    """Adam's state of a format 1 network, for the network it loads as.
+
+    Parameter ``i`` of the saved network is parameter ``renamed[i]`` of the
+    new one (the variance moved into the likelihood); the new parameters (the
+    linear paths) join the group without state, so Adam starts them afresh.
+    """
+    n_params = len(renamed) + 2
+    groups = []
+    for group in state["param_groups"]:
+        params = sorted(renamed[i] for i in group["params"])
+        params += [i for i in range(n_params) if i not in renamed]
+        groups.append({**group, "params": params})
+    return {**state, "param_groups": groups,
+            "state": {renamed[i]: value for i, value in state["state"].items()}}
 
 
 # ------------------------------------------------------------------- history

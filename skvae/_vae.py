@@ -7,6 +7,7 @@ attributes, persistence); the network is in ``_module.py``, the objective in
 
 import copy
 import functools
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,12 +23,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
 from ._data import BatchIterator, TrainingData, inference_map, validation_split
+from ._init import INIT_METHODS, linear_start
+from ._likelihoods import LIKELIHOODS
 from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
 from ._module import ACTIVATIONS, VAEModule
 from ._net import VAENet, build_callbacks, mean_latent_kl
 from ._persistence import export_state, import_state
 from ._utils import (adam_options, check_device_name, derive_seed, make_generator, make_seed,
                      resolve_device)
+
+#: max_epochs="auto": epochs for this many optimizer steps, and at least AUTO_MIN_EPOCHS
+AUTO_STEPS, AUTO_MIN_EPOCHS = 10_000, 200
+#: n_iter_no_change="auto": this many steps of patience, and at least AUTO_MIN_PATIENCE epochs
+AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE = 250, 10
 
 # the parts of a fitted model that a warm start must keep
 _ARCHITECTURE = ("n_components", "hidden_layer_sizes", "activation", "likelihood")
@@ -65,9 +73,24 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
         Observation model p(x | z). ``"gaussian"``: real-valued data, modelled
         after standardization (see ``mean_`` and ``scale_``) with a decoded mean
-        and a learned variance per feature, at least ``1e-3`` in standardized
-        units. ``"bernoulli"``: data in [0, 1] such as pixel intensities; other
-        values raise a ``ValueError``.
+        and a learned variance per feature, at least ``1e-6`` in standardized
+        units, and tails that bound what one value far outside a feature's
+        training range costs (a 1e-4 share of a broad component with the data's
+        typical variance). ``"bernoulli"``: data in [0, 1] such as pixel
+        intensities; other values raise a ``ValueError``.
+
+    init : {"auto", "pca", "factor_analysis", "random"}, default="auto"
+        Where training starts. The network has a linear path beside each MLP,
+        so it can hold a linear Gaussian model exactly: ``"pca"`` starts from
+        probabilistic PCA and ``"factor_analysis"`` from factor analysis,
+        fitted to (at most 10,000 of) the training rows; ``"auto"`` fits both
+        (factor analysis up to 1,000 features) and starts from the one with the
+        higher likelihood on the held-out rows. Training then learns the
+        nonlinear part, and with early stopping the start competes for the
+        weights kept, so the fit is at least as good as the linear model on the
+        held-out rows. ``"random"``: PyTorch's default random weights, linear
+        paths at zero. The linear starts need ``likelihood="gaussian"``;
+        ``"auto"`` means ``"random"`` for the Bernoulli likelihood.
 
     beta : float, default=1.0
         Weight of the KL term in the training objective (beta-VAE). ``score``
@@ -78,8 +101,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         0 means no warm-up. Early stopping starts watching the held-out loss
         when the warm-up is over.
 
-    max_epochs : int, default=200
-        Passes over the training data.
+    max_epochs : int or "auto", default="auto"
+        Passes over the training data. ``"auto"``: enough epochs for
+        10,000 optimizer steps, and at least 200 (on 150 rows an epoch is one
+        step; on 60,000 rows, 469). Early stopping usually ends the fit first.
 
     batch_size : int, default=128
         Mini-batch size.
@@ -97,8 +122,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     validation_fraction : float, default=0.1
         Share of X held out when ``early_stopping=True``.
 
-    n_iter_no_change : int, default=10
-        Patience of early stopping, in epochs.
+    n_iter_no_change : int or "auto", default="auto"
+        Patience of early stopping, in epochs. ``"auto"``: 250 optimizer
+        steps, and at least 10 epochs, so that small data sets (a few steps
+        per epoch) are not stopped by the noise of their first epochs.
 
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
@@ -222,15 +249,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "init": [StrOptions(set(INIT_METHODS))],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup_epochs": [Interval(Integral, 0, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                             StrOptions({"auto"})],
         "device": [str],
         "callbacks": [list, None],
         "warm_start": ["boolean"],
@@ -245,14 +274,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         hidden_layer_sizes=(256, 128),
         activation="relu",
         likelihood="gaussian",
+        init="auto",
         beta=1.0,
         kl_warmup_epochs=0,
-        max_epochs=200,
+        max_epochs="auto",
         batch_size=128,
         learning_rate=1e-3,
         early_stopping=True,
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change="auto",
         device="auto",
         callbacks=None,
         warm_start=False,
@@ -263,6 +293,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.likelihood = likelihood
+        self.init = init
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
         self.max_epochs = max_epochs
@@ -367,7 +398,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "dimensions that the KL term switches off. Use n_components <= "
                 f"{X.shape[1]}."
             )
-        _check_support(X, self.likelihood)
+        observation = LIKELIHOODS[self.likelihood]
+        observation.check_support(X)
+        if not resume and self.init in ("pca", "factor_analysis") and not observation.standardizes:
+            raise ValueError(
+                f"init={self.init!r} starts from a linear Gaussian model and needs "
+                f"likelihood='gaussian'; got likelihood={self.likelihood!r}. Use "
+                "init='auto' or init='random'."
+            )
         device = resolve_device(self.device)
 
         if resume:
@@ -379,11 +417,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             base_seed = call_seed = make_seed(self.random_state)
             mean, scale = self._standardization(X)
             module = self._build_module(X.shape[1], make_generator(derive_seed(call_seed, 0)))
+            module.observation.set_scale(scale)
             module = module.to(device)
 
-        gaussian = self.likelihood == "gaussian"
-        prepare = functools.partial(TrainingData, X, mean if gaussian else None,
-                                    scale if gaussian else None, device)
+        standardize = observation.standardizes
+        prepare = functools.partial(TrainingData, X, mean if standardize else None,
+                                    scale if standardize else None, device)
         if self.early_stopping and not incremental:
             train_rows, valid_rows = validation_split(
                 X.shape[0], self.validation_fraction,
@@ -393,11 +432,21 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             data, valid = prepare(), None
 
         noise_seed = derive_seed(base_seed, 4)
+        if not resume and observation.standardizes:
+            self.init_ = linear_start(module, self.init, data, valid,
+                                      RowNoise(noise_seed, self.n_components),
+                                      derive_seed(call_seed, 5),
+                                      make_generator(derive_seed(call_seed, 6)))
+        elif not resume:
+            self.init_ = None
         # the history's losses in the units of X, as -score: the change of
         # variables of standardization adds sum(log(scale)) (0 for bernoulli);
         # scale is fixed at the first fit, so all calls share these units
+        if epochs == "auto":
+            epochs = max(AUTO_MIN_EPOCHS, math.ceil(AUTO_STEPS / self._steps_per_epoch(len(data))))
         net = self._build_net(module, device, call_seed, noise_seed, epochs, valid,
-                              loss_offset=float(np.log(scale).sum()))
+                              loss_offset=float(np.log(scale).sum()),
+                              patience=self._patience(len(data)))
         net.initialize()
         if resume:
             net.optimizer_.load_state_dict(copy.deepcopy(self._optimizer_state))
@@ -407,6 +456,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             # writes only to the newest, so self.history_ stays as it was (for a
             # failed call) without a deep copy that grows with every epoch
             net.history_ = History(self.history_)
+        if valid is not None and self.early_stopping:
+            # the starting weights (a linear model, or those of the last fit)
+            # compete for the weights kept; see WarmupEarlyStopping
+            net.initial_valid_loss_ = net.validation_loss(valid)
         net.partial_fit(data)
 
         self.mean_, self.scale_ = mean, scale
@@ -470,7 +523,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         }
 
     def _standardization(self, X):
-        if self.likelihood == "bernoulli":
+        if not LIKELIHOODS[self.likelihood].standardizes:
             return np.zeros(X.shape[1]), np.ones(X.shape[1])
         return standardization(X)
 
@@ -485,7 +538,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         module = module.to(torch.float32).to_empty(device="cpu")
         return module.reset_parameters(generator)
 
-    def _build_net(self, module, device, seed, noise_seed, epochs, valid, *, loss_offset=0.0):
+    def _steps_per_epoch(self, n_rows):
+        return max(1, math.ceil(n_rows / self.batch_size))
+
+    def _patience(self, n_rows):
+        """``n_iter_no_change`` in epochs, for ``n_rows`` training rows."""
+        if self.n_iter_no_change != "auto":
+            return self.n_iter_no_change
+        return max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / self._steps_per_epoch(n_rows)))
+
+    def _build_net(self, module, device, seed, noise_seed, epochs, valid, *, loss_offset=0.0,
+                   patience=10):
         """Map the estimator's flat parameters onto skorch's prefixed ones."""
         shuffle_gen = make_generator(derive_seed(seed, 2), device)
         return VAENet(
@@ -498,7 +561,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 beta=self.beta, kl_warmup_epochs=self.kl_warmup_epochs,
                 learning_rate=self.learning_rate,
                 early_stopping=self.early_stopping and valid is not None,
-                n_iter_no_change=self.n_iter_no_change),
+                n_iter_no_change=patience),
             callbacks=copy.deepcopy(self.callbacks) or [],
             optimizer=torch.optim.Adam,
             lr=self.learning_rate,
@@ -529,7 +592,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if dtype != torch.float32:  # a float64 copy; the fitted weights stay float32
             module = copy.deepcopy(module).to(dtype)
         device = next(module.parameters()).device
-        standardize = standardize and module.likelihood == "gaussian"
+        standardize = standardize and module.observation.standardizes
         # the widest activation of encoder or decoder, once per importance sample
         width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
         module.eval()
@@ -582,7 +645,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
         X_original = self._inference(Z, lambda module, z: module.decoder_mean(z),
                                      (self.n_features_in_,), standardize=False)
-        if self.module_.likelihood == "gaussian":  # in place: no copies of the output
+        if self.module_.observation.standardizes:  # in place: no copies of the output
             X_original *= self.scale_.astype(Z.dtype)
             X_original += self.mean_.astype(Z.dtype)
         return X_original
@@ -610,7 +673,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_is_fitted(self)
         n_importance_samples = _check_importance_samples(n_importance_samples)
         X = self._validate_X(X, reset=False)
-        _check_support(X, self.module_.likelihood)
+        self.module_.observation.check_support(X)
         noise = RowNoise(self._noise_seed, self.module_.n_components)
 
         if n_importance_samples == 1:
@@ -762,8 +825,9 @@ _PCA_ATTRIBUTES = {
         "skvae.plotting.plot_latent_traversal draws what each latent dimension does."
     ),
     "noise_variance_": (
-        "The Gaussian likelihood learns one variance per feature (the module's "
-        "log_variance()); score and score_samples give the log-likelihood directly."
+        "The Gaussian likelihood learns one variance per feature "
+        "(module_.observation.log_variance(), in standardized units); score and "
+        "score_samples give the log-likelihood directly."
     ),
 }
 
@@ -797,23 +861,6 @@ def _hidden_sizes(hidden_layer_sizes):
     if isinstance(hidden_layer_sizes, Integral):
         return (hidden_layer_sizes,)
     return tuple(hidden_layer_sizes)
-
-
-def _check_support(X, likelihood):
-    """Bernoulli data must lie in [0, 1]."""
-    if likelihood != "bernoulli" or X.shape[0] == 0:
-        return
-    if sp.issparse(X):  # implicit zeros are in [0, 1]
-        values = np.append(X.data, 0.0)
-    else:
-        values = X
-    low, high = float(values.min()), float(values.max())
-    if low < 0 or high > 1:
-        raise ValueError(
-            f"likelihood='bernoulli' needs X in [0, 1], but X has values in "
-            f"[{low:g}, {high:g}]. Rescale X to [0, 1] (e.g. with "
-            "sklearn.preprocessing.MinMaxScaler) or use likelihood='gaussian'."
-        )
 
 
 def _check_importance_samples(n):

@@ -90,8 +90,9 @@ class _ContainerWriter:
 
 
 def _weights(layer):
-    return (layer.weight.detach().cpu().numpy().astype(np.float32),
-            layer.bias.detach().cpu().numpy().astype(np.float32))
+    """``(weight, bias)`` of a ``nn.Linear`` as float32 arrays (bias None without one)."""
+    bias = None if layer.bias is None else layer.bias.detach().cpu().numpy().astype(np.float32)
+    return layer.weight.detach().cpu().numpy().astype(np.float32), bias
 
 
 def _write_activation(w, x, activation):
@@ -122,14 +123,16 @@ def _write_mlp(w, x, mlp, activation):
 def _write_encoder(w, x, estimator, output):
     """Posterior means of x: what ``estimator.transform`` computes."""
     module = estimator.module_
-    if module.likelihood == "gaussian":  # (x - mean_) / scale_, as skvae does
+    if module.observation.standardizes:  # (x - mean_) / scale_, as skvae does
         x = w.node("Sub", [x, w.constant("mean", estimator.mean_)])
         x = w.node("Div", [x, w.constant("scale", estimator.scale_)])
-    x = _write_mlp(w, x, module.encoder, module.activation)
+    h = _write_mlp(w, x, module.encoder, module.activation)
     weight, bias = _weights(module.encoder_head)
     k = module.n_components  # the head gives (mu, logvar): keep the mu rows only
-    return w.node("Gemm", [x, w.constant("W_mu", weight[:k]), w.constant("B_mu", bias[:k])],
-                  output, transB=1)
+    h = w.node("Gemm", [h, w.constant("W_mu", weight[:k]), w.constant("B_mu", bias[:k])],
+               transB=1)
+    linear = w.node("MatMul", [x, w.constant("W_linear", _weights(module.encoder_linear)[0].T)])
+    return w.node("Add", [h, linear], output)
 
 
 def _write_decoder(w, z, estimator, output):
@@ -138,7 +141,9 @@ def _write_decoder(w, z, estimator, output):
     x = _write_mlp(w, z, module.decoder, module.activation)
     weight, bias = _weights(module.decoder_head)
     x = w.node("Gemm", [x, w.constant("W", weight), w.constant("B", bias)], transB=1)
-    if module.likelihood == "bernoulli":
+    linear = w.node("MatMul", [z, w.constant("W_linear", _weights(module.decoder_linear)[0].T)])
+    x = w.node("Add", [x, linear])
+    if module.likelihood == "bernoulli":  # the Bernoulli mean: sigmoid of the logits
         return w.node("Sigmoid", [x], output)
     x = w.node("Mul", [x, w.constant("scale", estimator.scale_)])
     return w.node("Add", [x, w.constant("mean", estimator.mean_)], output)

@@ -21,7 +21,7 @@ def _module(likelihood, n_features=6, n_components=2, hidden=(5,), seed=0):
     module.reset_parameters(torch.Generator().manual_seed(seed))
     if likelihood == "gaussian":  # a variance other than 1 per feature
         with torch.no_grad():
-            module.raw_variance.copy_(torch.linspace(-2.0, 2.0, n_features))
+            module.observation.raw_variance.copy_(torch.linspace(-2.0, 2.0, n_features))
     return module.double()
 
 
@@ -138,9 +138,12 @@ def test_reconstruction_log_likelihood_uses_the_modules_likelihood(likelihood):
     z = torch.randn(4, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     result = reconstruction_log_likelihood(module, x, z).detach().numpy()
     out = module.decode(z).detach().numpy()
-    if likelihood == "gaussian":
-        std = np.exp(0.5 * module.log_variance().detach().numpy())
-        expected = stats.norm.logpdf(x.numpy(), out, std).sum(-1)
+    if likelihood == "gaussian":  # a mixture: the Gaussian, and its broad outlier share
+        std = np.exp(0.5 * module.observation.log_variance().detach().numpy())
+        broad = np.exp(0.5 * module.observation.outlier_log_variance.numpy())
+        w = module.observation.outlier_weight
+        expected = np.log((1 - w) * stats.norm.pdf(x.numpy(), out, std)
+                          + w * stats.norm.pdf(x.numpy(), out, broad)).sum(-1)
     else:
         p = 1 / (1 + np.exp(-out))
         expected = (x.numpy() * np.log(p) + (1 - x.numpy()) * np.log(1 - p)).sum(-1)
@@ -236,9 +239,10 @@ def test_bounds_are_deterministic(likelihood):
 
 def test_iwae_bound_tightens_with_more_samples():
     module = _module("gaussian")
-    x = _x("gaussian", n=3)
+    x = _x("gaussian", n=200)  # enough rows that the means' Monte Carlo noise is small
     with torch.no_grad():
-        means = [iwae_bound(module, x, _eps(3, k, 2, seed=k)).mean().item() for k in (1, 10, 300)]
+        means = [iwae_bound(module, x, _eps(200, k, 2, seed=k)).mean().item()
+                 for k in (1, 10, 300)]
     assert means[0] < means[1] < means[2]
 
 

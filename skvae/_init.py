@@ -1,0 +1,117 @@
+"""Where training starts: the linear Gaussian models a VAE nests.
+
+``VAETransformer(init="auto")`` starts a Gaussian VAE from probabilistic PCA or
+factor analysis fitted to the (standardized) training rows, whichever has the
+higher likelihood on the held-out rows under the VAE's own likelihood. The
+network then holds that linear model exactly (``VAEModule.init_linear_gaussian``)
+and training adds the nonlinear part; with early stopping the starting point is a
+candidate for the weights kept, so a fit ends no worse than its start on the
+held-out rows.
+"""
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA, FactorAnalysis
+
+from ._losses import iwae_bound
+
+#: Training rows the linear models are fitted on (a random subset above this).
+MAX_INIT_ROWS = 10_000
+#: Factor analysis is tried up to this many features (its EM costs d x k per
+#: iteration on top of a d x d covariance; PCA alone is used above).
+MAX_FA_FEATURES = 1_000
+#: Importance samples of the bound that picks the start.
+CHOICE_SAMPLES = 16
+
+#: The ``init`` values and the linear models they try.
+INIT_METHODS = {
+    "auto": ("pca", "factor_analysis"),
+    "pca": ("pca",),
+    "factor_analysis": ("factor_analysis",),
+    "random": (),
+}
+
+
+def _rows(dataset, generator):
+    """Up to MAX_INIT_ROWS model-ready rows of ``dataset`` as a float64 array."""
+    n = len(dataset)
+    if n > MAX_INIT_ROWS:
+        rows = torch.randperm(n, generator=generator)[:MAX_INIT_ROWS].sort().values
+    else:
+        rows = torch.arange(n)
+    return dataset.take(rows.to(dataset.store)).double().cpu().numpy()
+
+
+def linear_gaussian_model(method, x, n_components, seed):
+    """``(weights, noise_variance, offset)`` of PCA or factor analysis fitted to x.
+
+    Parameters
+    ----------
+    method : {"pca", "factor_analysis"}
+    x : ndarray of shape (n_samples, n_features)
+        Standardized training rows.
+    n_components : int
+    seed : int
+        ``random_state`` of the randomized SVDs.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_features, n_components)
+    noise_variance : ndarray of shape (n_features,)
+    offset : ndarray of shape (n_features,)
+    """
+    if method == "pca":
+        pca = PCA(n_components, random_state=seed).fit(x)
+        signal = np.maximum(pca.explained_variance_ - pca.noise_variance_, 0.0)
+        weights = pca.components_.T * np.sqrt(signal)
+        noise = np.full(x.shape[1], pca.noise_variance_)
+        return weights, noise, pca.mean_
+    fa = FactorAnalysis(n_components, random_state=seed).fit(x)
+    return fa.components_.T, fa.noise_variance_, fa.mean_
+
+
+def linear_start(module, method, train, valid, noise, seed, generator):
+    """Initialise ``module`` from the best linear Gaussian model; return its name.
+
+    Parameters
+    ----------
+    module : VAEModule
+        A freshly initialised Gaussian module; changed in place.
+    method : str
+        Key of :data:`INIT_METHODS`.
+    train, valid : TrainingData or None
+        Training rows, and the rows that judge the candidates (the training
+        rows when ``valid`` is None).
+    noise : RowNoise
+        Deterministic noise of the bound that judges them.
+    seed : int
+        Seed of the linear models' randomized SVDs.
+    generator : torch.Generator
+        Picks the row subset of large data.
+
+    Returns
+    -------
+    name : str or None
+        The model the module now holds, None when it kept its random weights
+        (``init="random"``, or fewer training rows than ``n_components + 1``).
+    """
+    methods = [m for m in INIT_METHODS[method]
+               if m != "factor_analysis" or module.n_features <= MAX_FA_FEATURES]
+    if not methods or len(train) <= module.n_components:
+        return None
+    x = _rows(train, generator)
+    models = {m: linear_gaussian_model(m, x, module.n_components, seed) for m in methods}
+    if len(models) == 1:
+        name = next(iter(models))
+    else:
+        judge = valid if valid is not None else train
+        x_judge = judge.take(torch.arange(min(len(judge), MAX_INIT_ROWS), device=judge.store))
+        eps = noise(x_judge, CHOICE_SAMPLES)
+        scores = {}
+        with torch.no_grad():
+            for m, params in models.items():
+                module.init_linear_gaussian(*params)
+                scores[m] = float(iwae_bound(module, x_judge, eps).mean())
+        name = max(scores, key=lambda m: (np.nan_to_num(scores[m], nan=-np.inf), m == "pca"))
+    module.init_linear_gaussian(*models[name])
+    return name

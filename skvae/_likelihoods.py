@@ -1,0 +1,198 @@
+"""Observation models p(x | z): the one home of everything a likelihood decides.
+
+Each likelihood is a small ``torch.nn.Module`` owned by the network
+(``VAEModule.observation``). It says how the data are prepared (standardized or
+taken as they are), which values it supports, turns the decoder's output into
+per-sample log-likelihoods and into means, and holds its own parameters (the
+Gaussian variances). A new likelihood or variance model is one class here and
+one entry in :data:`LIKELIHOODS`.
+"""
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_LOG_2PI = math.log(2 * math.pi)
+
+#: Smallest variance of the Gaussian likelihood, in standardized units. Low
+#: enough not to cap low-noise data (a swiss roll with noise 0.01 has feature
+#: variances near 1e-4); near-constant features are guarded by the outlier
+#: component instead (see :class:`GaussianLikelihood`).
+MIN_VARIANCE = 1e-6
+
+#: Prior weight of the Gaussian likelihood's broad outlier component.
+OUTLIER_WEIGHT = 1e-4
+
+
+def _inverse_softplus(y):
+    """x with ``softplus(x) == y`` for y > 0, stable for small and large y."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+def gaussian_log_likelihood(x, mean, log_var):
+    """Sum over features of log N(x; mean, exp(log_var)), shape ``x.shape[:-1]``."""
+    return -0.5 * (_LOG_2PI + log_var + (x - mean).square() * torch.exp(-log_var)).sum(-1)
+
+
+def robust_gaussian_log_likelihood(x, mean, log_var, outlier_log_var,
+                                   outlier_weight=OUTLIER_WEIGHT):
+    """Sum over features of the log density of a two-component Gaussian mixture.
+
+    Each feature is ``N(mean, exp(log_var))`` with probability
+    ``1 - outlier_weight`` and ``N(mean, exp(outlier_log_var))`` otherwise: a
+    density with the Gaussian's shape where the data are, whose tails are those
+    of the broad component. A value far outside what a feature showed in
+    training (a pixel that was always blank) costs at most about
+    ``-log(outlier_weight)`` plus its squared distance in the broad scale.
+    """
+    z2 = (x - mean).square()
+    core = math.log1p(-outlier_weight) - 0.5 * (log_var + z2 * torch.exp(-log_var))
+    broad = math.log(outlier_weight) - 0.5 * (outlier_log_var + z2 * torch.exp(-outlier_log_var))
+    return (torch.logaddexp(core, broad) - 0.5 * _LOG_2PI).sum(-1)
+
+
+def bernoulli_log_likelihood(x, logits):
+    """Sum over features of x log p + (1 - x) log(1 - p) with p = sigmoid(logits)."""
+    if x.shape != logits.shape:  # IWAE: x of shape (n, 1, d), logits (n, K, d)
+        x = x.expand_as(logits)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+class GaussianLikelihood(nn.Module):
+    """Gaussian p(x | z) with a learned variance per feature and robust tails.
+
+    The decoder gives the mean; each feature has a learned variance, at least
+    :data:`MIN_VARIANCE` in standardized units. A broad component of weight
+    :data:`OUTLIER_WEIGHT` whose variance is the data's typical variance
+    (:meth:`set_scale`) keeps a feature that is constant or nearly so in
+    the training rows from making one held-out value cost millions of nats,
+    while it costs a typical value ``-log(1 - 1e-4)``, 1e-4 nats per feature.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the data.
+    min_variance : float, default=MIN_VARIANCE
+        Smallest variance, in standardized units.
+    outlier_weight : float, default=OUTLIER_WEIGHT
+        Weight of the broad component; 0 gives a plain Gaussian (the
+        likelihood of models saved before skvae 0.2, format 1).
+    """
+
+    name = "gaussian"
+    #: data are modelled standardized: ``(X - mean_) / scale_``
+    standardizes = True
+
+    def __init__(self, n_features, min_variance=MIN_VARIANCE, outlier_weight=OUTLIER_WEIGHT):
+        super().__init__()
+        self.min_variance = float(min_variance)
+        self.outlier_weight = float(outlier_weight)
+        self.raw_variance = nn.Parameter(torch.empty(n_features))
+        self.register_buffer("outlier_log_variance", torch.empty(n_features))
+
+    def options(self):
+        """The constructor's keyword arguments, as builtins (for saving)."""
+        return {"min_variance": self.min_variance, "outlier_weight": self.outlier_weight}
+
+    def reset_parameters(self):
+        """Variance 1 (the standardized data's) for both components."""
+        with torch.no_grad():
+            self.set_variance(torch.ones_like(self.raw_variance))
+            self.outlier_log_variance.zero_()
+        return self
+
+    def set_variance(self, variance):
+        """Set the learned variances (standardized units), floored at ``min_variance``."""
+        variance = torch.as_tensor(variance, dtype=torch.float64)
+        excess = (variance - self.min_variance).clamp_min(self.min_variance * 1e-3)
+        with torch.no_grad():
+            self.raw_variance.copy_(_inverse_softplus(excess.to(torch.float64)))
+
+    def set_scale(self, scale):
+        """Adapt to the data's units: the broad component gets their mean variance.
+
+        Parameters
+        ----------
+        scale : ndarray of shape (n_features,)
+            The estimator's ``scale_``; in standardized units feature j's broad
+            variance is ``mean(scale**2) / scale[j]**2``.
+        """
+        scale = np.asarray(scale, dtype=np.float64)
+        log_var = np.log(np.mean(scale ** 2)) - 2 * np.log(scale)
+        with torch.no_grad():
+            self.outlier_log_variance.copy_(torch.as_tensor(log_var))
+
+    def log_variance(self):
+        """Log of the per-feature variance, shape ``(n_features,)``."""
+        return torch.log(F.softplus(self.raw_variance) + self.min_variance)
+
+    def log_prob(self, x, out):
+        """log p(x | z) summed over features, for decoder outputs ``out``."""
+        if self.outlier_weight == 0:
+            return gaussian_log_likelihood(x, out, self.log_variance())
+        return robust_gaussian_log_likelihood(x, out, self.log_variance(),
+                                              self.outlier_log_variance, self.outlier_weight)
+
+    def mean(self, out):
+        """E[x | z] in the model's (standardized) units."""
+        return out
+
+    @staticmethod
+    def check_support(X):
+        """Any real value is supported."""
+
+
+class BernoulliLikelihood(nn.Module):
+    """Bernoulli p(x | z) for data in [0, 1]; the decoder gives logits.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the data (unused: the likelihood has no parameters).
+    """
+
+    name = "bernoulli"
+    standardizes = False
+
+    def __init__(self, n_features):
+        super().__init__()
+
+    def options(self):
+        """The constructor's keyword arguments: none."""
+        return {}
+
+    def reset_parameters(self):
+        return self
+
+    def set_scale(self, scale):
+        """Nothing to adapt: the data are modelled as given."""
+
+    def log_prob(self, x, out):
+        """Sum over features of x log p + (1 - x) log(1 - p), p = sigmoid(out)."""
+        return bernoulli_log_likelihood(x, out)
+
+    def mean(self, out):
+        """Probabilities: ``sigmoid(out)``."""
+        return torch.sigmoid(out)
+
+    @staticmethod
+    def check_support(X):
+        """Raise a ValueError unless every value of X is in [0, 1]."""
+        if X.shape[0] == 0:
+            return
+        values = np.append(X.data, 0.0) if sp.issparse(X) else X  # implicit zeros are fine
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"likelihood='bernoulli' needs X in [0, 1], but X has values in "
+                f"[{low:g}, {high:g}]. Rescale X to [0, 1] (e.g. with "
+                "sklearn.preprocessing.MinMaxScaler) or use likelihood='gaussian'."
+            )
+
+
+#: The ``likelihood`` parameter's values and their classes.
+LIKELIHOODS = {cls.name: cls for cls in (GaussianLikelihood, BernoulliLikelihood)}
