@@ -22,6 +22,27 @@ ACTIVATIONS = {
     "identity": nn.Identity,
 }
 
+#: Upper bound of the posterior's log-variance (a variance of e^2 = 7.4, the
+#: prior's is 1): approached smoothly, so that an input unlike the training rows
+#: cannot ask for a posterior so wide that its samples decode to nonsense.
+MAX_POSTERIOR_LOG_VARIANCE = 2.0
+
+
+def _bounded_log_variance(raw, bound=MAX_POSTERIOR_LOG_VARIANCE):
+    """``bound - softplus(bound - raw)``: ``raw`` below the bound, never above it."""
+    if bound is None:
+        return raw
+    return bound - nn.functional.softplus(bound - raw)
+
+
+def _unbounded_log_variance(log_var, bound=MAX_POSTERIOR_LOG_VARIANCE):
+    """Inverse of :func:`_bounded_log_variance` (for ``log_var`` below the bound)."""
+    if bound is None:
+        return np.asarray(log_var, dtype=np.float64)
+    gap = bound - np.asarray(log_var, dtype=np.float64)
+    return bound - (gap + np.log(-np.expm1(-gap)))
+
+
 def _mlp(sizes, activation):
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -38,6 +59,18 @@ class VAEModule(nn.Module):
     zero the module *is* a linear Gaussian model (probabilistic PCA or factor
     analysis, see :meth:`init_linear_gaussian`), so training starts from the
     linear solution and can only move from it where the data say so.
+
+    The encoder sees each feature clipped to the range it took in the training
+    rows (buffers ``input_low`` and ``input_high``, set by
+    :meth:`set_input_range`; unbounded until then): a held-out row with a value
+    far outside that range, say ink on a pixel that was blank in every training
+    image, cannot push its latent code, and with it the reconstruction of every
+    other feature, arbitrarily far. The likelihood still scores the row's own
+    values. With a Gaussian likelihood a feature that was constant in training
+    (``input_low == input_high``) decodes to that constant: its variance falls
+    to the likelihood's floor, and a held-out row with another value there pays
+    the outlier component's bounded penalty instead of the decoder drifting off
+    the constant during training.
 
     Parameters
     ----------
@@ -56,11 +89,16 @@ class VAEModule(nn.Module):
         feature). ``"bernoulli"``: :meth:`decode` returns logits.
     likelihood_options : dict, default=None
         Keyword arguments of the likelihood's class.
+    max_log_variance : float or None, default=MAX_POSTERIOR_LOG_VARIANCE
+        Smooth upper bound of the posterior's log-variance; None for none (the
+        networks of skvae before it, loaded from their files).
     """
 
     def __init__(self, n_features, n_components, hidden_layer_sizes=(), activation="relu",
-                 likelihood="gaussian", likelihood_options=None):
+                 likelihood="gaussian", likelihood_options=None,
+                 max_log_variance=MAX_POSTERIOR_LOG_VARIANCE):
         super().__init__()
+        self.max_log_variance = max_log_variance
         self.n_features = n_features
         self.n_components = n_components
         self.likelihood = likelihood
@@ -78,6 +116,8 @@ class VAEModule(nn.Module):
         self.observation = LIKELIHOODS[likelihood](n_features, **(likelihood_options or {}))
         self.encoder_linear = nn.Linear(n_features, n_components, bias=False)
         self.decoder_linear = nn.Linear(n_components, n_features, bias=False)
+        self.register_buffer("input_low", torch.full((n_features,), -math.inf))
+        self.register_buffer("input_high", torch.full((n_features,), math.inf))
 
     def reset_parameters(self, generator=None):
         """Initialise every weight from ``generator`` (PyTorch's default scheme).
@@ -95,7 +135,22 @@ class VAEModule(nn.Module):
         with torch.no_grad():
             self.encoder_linear.weight.zero_()
             self.decoder_linear.weight.zero_()
+            self.input_low.fill_(-math.inf)
+            self.input_high.fill_(math.inf)
         self.observation.reset_parameters()
+        return self
+
+    def set_input_range(self, low, high):
+        """Clip the encoder's input to ``[low, high]`` per feature (model units).
+
+        Parameters
+        ----------
+        low, high : array-like of shape (n_features,)
+            Smallest and largest value of each feature in the training rows.
+        """
+        with torch.no_grad():
+            self.input_low.copy_(torch.as_tensor(np.asarray(low, dtype=np.float64)))
+            self.input_high.copy_(torch.as_tensor(np.asarray(high, dtype=np.float64)))
         return self
 
     def init_linear_gaussian(self, weights, noise_variance, offset):
@@ -141,7 +196,8 @@ class VAEModule(nn.Module):
             put(self.encoder_linear.weight, encoder.T)
             self.encoder_head.weight.zero_()
             put(self.encoder_head.bias[:k], -np.asarray(offset, dtype=np.float64) @ encoder)
-            put(self.encoder_head.bias[k:], np.log(post_var))
+            put(self.encoder_head.bias[k:], _unbounded_log_variance(np.log(post_var),
+                                                                     self.max_log_variance))
             put(self.decoder_linear.weight, W)
             self.decoder_head.weight.zero_()
             put(self.decoder_head.bias, offset)
@@ -150,12 +206,16 @@ class VAEModule(nn.Module):
 
     def encode(self, x):
         """Posterior parameters ``(mu, logvar)``, each of shape ``(n, n_components)``."""
-        mu, logvar = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
-        return mu + self.encoder_linear(x), logvar
+        x = torch.clamp(x, self.input_low, self.input_high)
+        mu, raw = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
+        return mu + self.encoder_linear(x), _bounded_log_variance(raw, self.max_log_variance)
 
     def decode(self, z):
         """Decoder output: Gaussian means or Bernoulli logits, shape ``(..., n_features)``."""
-        return self.decoder_head(self.decoder(z)) + self.decoder_linear(z)
+        out = self.decoder_head(self.decoder(z)) + self.decoder_linear(z)
+        if self.observation.standardizes:
+            out = torch.where(self.input_low == self.input_high, self.input_low, out)
+        return out
 
     def log_likelihood(self, x, z):
         """log p(x | z) summed over features, broadcasting ``z``'s leading axes."""

@@ -388,6 +388,13 @@ class WarmupEarlyStopping(EarlyStopping):
             if self.load_best:
                 self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
 
+    def on_train_end(self, net, **kwargs):
+        # a fit that ended inside the warm-up never compared its epochs with the
+        # starting weights: keep the last weights, as without a starting loss
+        if len(net.history) <= self.start_epoch:
+            return
+        super().on_train_end(net, **kwargs)
+
     def on_epoch_end(self, net, **kwargs):
         best_key = f"{self.monitor}_best"
         if len(net.history) <= self.start_epoch:

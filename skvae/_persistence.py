@@ -24,6 +24,7 @@ Formats
     fresh start.
 """
 
+import math
 import json
 
 import numpy as np
@@ -144,6 +145,7 @@ def _export_module(name, module):
         "activation": module.activation,
         "likelihood": module.likelihood,
         "likelihood_options": module.observation.options(),
+        "max_log_variance": module.max_log_variance,
         "state_dict": {key: _tensor_to_numpy(value)
                        for key, value in module.state_dict().items()},
     }
@@ -154,12 +156,14 @@ def _import_module(saved, fmt=FORMAT):
     # then filled with the saved weights: as skvae._vae builds a new network.
     weights = {key: torch.tensor(value) for key, value in saved["state_dict"].items()}
     options = saved.get("likelihood_options", {})
+    max_log_variance = saved.get("max_log_variance")
     if fmt == 1:
         options, weights = _format_1_network(saved, weights)
+        max_log_variance = None  # format 1 did not bound the posterior variance
     with torch.device("meta"):
         module = VAEModule(saved["n_features"], saved["n_components"],
                            tuple(saved["hidden_layer_sizes"]), saved["activation"],
-                           saved["likelihood"], options)
+                           saved["likelihood"], options, max_log_variance)
     module = module.to(torch.float32).to_empty(device="cpu")
     module.load_state_dict(weights)
     return module
@@ -172,6 +176,8 @@ def _format_1_network(saved, weights):
     weights = dict(weights)
     weights["encoder_linear.weight"] = torch.zeros(k, d)
     weights["decoder_linear.weight"] = torch.zeros(d, k)
+    weights["input_low"] = torch.full((d,), -math.inf)  # format 1 did not clip
+    weights["input_high"] = torch.full((d,), math.inf)
     if "raw_variance" in weights:
         weights[_FORMAT_1_NAMES["raw_variance"]] = weights.pop("raw_variance")
         weights["observation.outlier_log_variance"] = torch.zeros(d)

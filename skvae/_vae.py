@@ -421,6 +421,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             module = module.to(device)
 
         standardize = observation.standardizes
+        low, high = _feature_range(X, mean if standardize else None,
+                                   scale if standardize else None)
+        if resume:  # the range of all the rows trained on so far
+            low = np.minimum(low, module.input_low.cpu().numpy())
+            high = np.maximum(high, module.input_high.cpu().numpy())
+        module.set_input_range(low, high)
         prepare = functools.partial(TrainingData, X, mean if standardize else None,
                                     scale if standardize else None, device)
         if self.early_stopping and not incremental:
@@ -467,6 +473,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.latent_kl_ = mean_latent_kl(net.module_, data)
         self.history_ = net.history_
         self.n_epochs_ = len(net.history_)
+        self._budget_epochs = epochs  # the call's max_epochs, resolved (for plotting)
         self.device_ = device
         self._optimizer_state = net.optimizer_.state_dict()
         self._base_seed, self._noise_seed = base_seed, noise_seed
@@ -872,3 +879,13 @@ def _check_importance_samples(n):
         )
     return int(n)
 
+
+def _feature_range(X, mean=None, scale=None):
+    """Per-feature minimum and maximum of X (dense or CSR), standardized if given."""
+    low, high = X.min(axis=0), X.max(axis=0)
+    if sp.issparse(X):
+        low, high = low.toarray().ravel(), high.toarray().ravel()
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    if mean is not None:
+        low, high = (low - mean) / scale, (high - mean) / scale
+    return low, high

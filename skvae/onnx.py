@@ -126,6 +126,9 @@ def _write_encoder(w, x, estimator, output):
     if module.observation.standardizes:  # (x - mean_) / scale_, as skvae does
         x = w.node("Sub", [x, w.constant("mean", estimator.mean_)])
         x = w.node("Div", [x, w.constant("scale", estimator.scale_)])
+    # the encoder sees each feature clipped to its training range (finite once fitted)
+    x = w.node("Max", [x, w.constant("input_low", module.input_low.cpu().numpy())])
+    x = w.node("Min", [x, w.constant("input_high", module.input_high.cpu().numpy())])
     h = _write_mlp(w, x, module.encoder, module.activation)
     weight, bias = _weights(module.encoder_head)
     k = module.n_components  # the head gives (mu, logvar): keep the mu rows only
@@ -145,6 +148,12 @@ def _write_decoder(w, z, estimator, output):
     x = w.node("Add", [x, linear])
     if module.likelihood == "bernoulli":  # the Bernoulli mean: sigmoid of the logits
         return w.node("Sigmoid", [x], output)
+    # features constant in training decode to their constant (VAEModule.decode)
+    low, high = (b.cpu().numpy().astype(np.float64) for b in (module.input_low, module.input_high))
+    constant = low == high
+    if constant.any():
+        x = w.node("Mul", [x, w.constant("varies", (~constant).astype(np.float32))])
+        x = w.node("Add", [x, w.constant("constant", np.where(constant, low, 0.0))])
     x = w.node("Mul", [x, w.constant("scale", estimator.scale_)])
     return w.node("Add", [x, w.constant("mean", estimator.mean_)], output)
 

@@ -445,27 +445,31 @@ def plot_training_history(estimator, *, ax=None):
     if warmup:
         ax.axvspan(min(warmup) - 0.5, max(warmup) + 0.5, color="0.9", zorder=0,
                    label="KL warm-up (early stopping waits)")
-    best = _best_epoch(history)
+    best = _best_epoch(history, getattr(estimator, "kl_warmup_epochs", 0))
     if best is not None:
         stopped = len(history) < _last_fit_max_epochs(estimator, history)
         what = "early stopping: " if stopped else ""
+        start = " = the starting weights" if best == _last_fit_start(history) else ""
         ax.axvline(best, color="k", linestyle="--", lw=1,
-                   label=f"{what}best epoch {best} (weights kept)")
+                   label=f"{what}best epoch {best}{start} (weights kept)")
     ax.set(xlabel="epoch", ylabel="loss: -ELBO (nats per sample)",
            title="Training history")
     ax.legend()
     return ax
 
 
-def _best_epoch(history):
+def _best_epoch(history, kl_warmup_epochs=0):
     """Epoch whose weights early stopping kept, or None.
 
     skvae's early stopping (``_net.WarmupEarlyStopping``) restores the epoch
     with the lowest validation loss of the last ``fit`` after the KL warm-up,
     and flags it ``valid_loss_best`` in the history (its best-so-far restarts
-    with every fit): the last flagged epoch. Without a validation loss in the last epoch
-    (no early stopping, or ``partial_fit`` afterwards) the weights are the last
-    epoch's: None.
+    with every fit): the last flagged epoch. The weights the fit started from
+    (a linear model, or the previous fit's) compete as well: when no epoch of a
+    fit that ran past its warm-up is flagged, they were kept, shown as the epoch
+    before the fit's first (0 for a first fit). Without a validation loss in
+    the last epoch (no early stopping, or ``partial_fit`` afterwards) the
+    weights are the last epoch's: None.
     """
     if not len(history) or "valid_loss" not in history[-1]:
         return None
@@ -474,18 +478,28 @@ def _best_epoch(history):
             return None
         if record.get("valid_loss_best"):
             return record["epoch"]
+    start = _last_fit_start(history)
+    if len(history) - start > kl_warmup_epochs:
+        return start
     return None
 
 
-def _last_fit_max_epochs(estimator, history):
-    """Epochs the history would have if the last fit had run to max_epochs."""
-    # the last fit's epochs are the trailing ones with a validation loss
+def _last_fit_start(history):
+    """Epochs before the last fit (whose epochs are the trailing ones with a validation loss)."""
     n_valid = 0
     for record in reversed(history):
         if "valid_loss" not in record:
             break
         n_valid += 1
-    return len(history) - n_valid + getattr(estimator, "max_epochs", n_valid)
+    return len(history) - n_valid
+
+
+def _last_fit_max_epochs(estimator, history):
+    """Epochs the history would have if the last fit had run to max_epochs."""
+    n_valid = len(history) - _last_fit_start(history)
+    # the last call's budget in epochs (max_epochs="auto" resolves it from the data's size)
+    max_epochs = getattr(estimator, "_budget_epochs", getattr(estimator, "max_epochs", n_valid))
+    return len(history) - n_valid + max_epochs
 
 
 # ---------------------------------------------------------------------- comparison

@@ -8,7 +8,8 @@ import torch
 from numpy.testing import assert_allclose
 from torch import nn
 
-from skvae._module import ACTIVATIONS, MIN_VARIANCE, VAEModule
+from skvae._module import (ACTIVATIONS, MAX_POSTERIOR_LOG_VARIANCE, MIN_VARIANCE, VAEModule,
+                           _bounded_log_variance, _unbounded_log_variance)
 
 
 def _module(n_features=7, n_components=3, hidden=(6, 4), activation="relu",
@@ -123,6 +124,34 @@ def test_module_built_on_meta_equals_module_built_on_cpu():
         assert torch.equal(a, b)
 
 
+def test_posterior_log_variance_is_bounded_above():
+    module = _module(hidden=(6,), activation="relu")
+    with torch.no_grad():
+        module.encoder_head.bias.fill_(1e3)  # asks for an enormous posterior variance
+        _, logvar = module.encode(torch.randn(4, 7))
+    assert torch.all(logvar <= MAX_POSTERIOR_LOG_VARIANCE)
+    assert torch.all(logvar > MAX_POSTERIOR_LOG_VARIANCE - 1e-6)
+    raw = np.array([-8.0, -1.0, 0.0, 1.9])
+    assert_allclose(_bounded_log_variance(torch.as_tensor(_unbounded_log_variance(raw))), raw,
+                    rtol=1e-10)
+
+
+def test_encoder_clips_its_input_to_the_training_range():
+    module = _module(hidden=(6,), activation="relu").double()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 7, generator=gen, dtype=torch.float64)
+    low, high = x.min(0).values.numpy(), x.max(0).values.numpy()
+    with torch.no_grad():
+        unclipped = module.encode(x)[0]
+        module.set_input_range(low, high)
+        assert_allclose(module.encode(x)[0].numpy(), unclipped.numpy())  # inside: unchanged
+        far = x.clone()
+        far[:, 2] = 1e6  # far beyond the range: encoded as at its edge
+        edge = x.clone()
+        edge[:, 2] = float(high[2])
+        assert_allclose(module.encode(far)[0].numpy(), module.encode(edge)[0].numpy())
+
+
 def test_identity_activation_gives_a_linear_map():
     module = _module(hidden=(6, 4), activation="identity").double()
     gen = torch.Generator().manual_seed(0)
@@ -130,7 +159,10 @@ def test_identity_activation_gives_a_linear_map():
     z1, z2 = (torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(2))
     zero_x, zero_z = torch.zeros(1, 7, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64)
     with torch.no_grad():
-        for f, a, b, zero in [(lambda x: torch.cat(module.encode(x), -1), x1, x2, zero_x),
+        # the posterior mean, and the log-variance below its smooth upper bound
+        for f, a, b, zero in [(lambda x: module.encode(x)[0], x1, x2, zero_x),
+                              (lambda x: torch.as_tensor(_unbounded_log_variance(module.encode(x)[1])), x1, x2,
+                               zero_x),
                               (module.decode, z1, z2, zero_z)]:
             # affine: f(2a - 3b) - f(0) == 2 (f(a) - f(0)) - 3 (f(b) - f(0))
             lhs = f(2 * a - 3 * b) - f(zero)

@@ -21,7 +21,10 @@ from skvae.plotting import (plot_comparison, plot_latent_space, plot_latent_trav
 
 from conftest import FIXTURE_PARAMS
 
-ES_PARAMS = dict(FIXTURE_PARAMS, early_stopping=True, max_epochs=200, n_iter_no_change=3)
+# init="random": a fit that improves on its starting weights for a few epochs
+# (from factor analysis's weights, this small net at lr 0.01 only gets worse)
+ES_PARAMS = dict(FIXTURE_PARAMS, early_stopping=True, max_epochs=200, n_iter_no_change=3,
+                 init="random")
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +308,20 @@ def test_history_without_stopping_early(pyplot, digits):
     ax = plot_training_history(vae)
     best = 1 + int(np.argmin(vae.history_[:, "valid_loss"]))
     assert ax.get_legend().get_texts()[-1].get_text() == f"best epoch {best} (weights kept)"
+
+
+def test_history_marks_the_starting_weights_when_they_were_kept(pyplot, digits):
+    # from factor analysis's weights, this small net at lr 0.01 only gets worse
+    # on the held-out rows: early stopping keeps the weights it started from
+    vae = VAETransformer(3, **dict(ES_PARAMS, init="factor_analysis")).fit(digits[0])
+    history = vae.history_
+    assert not any(history[:, "valid_loss_best"])
+    assert vae.n_epochs_ == ES_PARAMS["n_iter_no_change"]
+    ax = plot_training_history(vae)
+    marker = ax.get_lines()[-1]
+    assert_array_equal(marker.get_xdata(), [0, 0])
+    assert ax.get_legend().get_texts()[-1].get_text() == (
+        "early stopping: best epoch 0 = the starting weights (weights kept)")
 
 
 def test_history_shades_the_kl_warmup(pyplot, digits):
