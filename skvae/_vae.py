@@ -193,6 +193,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``score`` follows a change of units exactly; 1 for
         ``likelihood="bernoulli"``.
 
+    init_ : {"pca", "factor_analysis"} or None
+        The linear model training started from (see ``init``); None when the
+        first fit started from random weights.
+
     device_ : str
         The device the model was trained on.
 
@@ -219,6 +223,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     al. (2016) with ``n_importance_samples`` > 1. Both use noise derived from
     each sample's values, so they are deterministic and a sample's value does
     not depend on the other samples in the call.
+
+    Three guards keep a held-out row that looks like no training row from
+    scoring catastrophically (PCA's shared noise variance gives it the same
+    robustness): the encoder sees each feature clipped to the range it took
+    in the training rows; the posterior log-variance is bounded above by 2;
+    and a Gaussian feature that was constant in training decodes to that
+    constant, so another value there costs the bounded price of the
+    likelihood's broad component.
 
     Inference runs in the precision of the input: float64 X is scored and
     transformed in float64 (exactly reproducible for any batching), float32 X

@@ -1,0 +1,173 @@
+"""The robust defaults: linear starts, the step-counted budget, bounded penalties.
+
+Properties, not trained numbers: the VAE nests the linear Gaussian models it is
+compared with, starts from them, and keeps them when training does not improve
+on them; held-out rows unlike the training rows cost a bounded penalty.
+"""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from scipy.stats import multivariate_normal
+from sklearn.decomposition import PCA, FactorAnalysis
+
+from skvae import VAETransformer
+from skvae._init import linear_gaussian_model
+from skvae._losses import elbo, iwae_bound
+from skvae._module import VAEModule
+from skvae._vae import AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE, AUTO_PATIENCE_STEPS, AUTO_STEPS
+
+
+def _factor_model(n, seed=0, d=10, k=3):
+    """Rows of x = W z + mu + noise with unequal noise variances, and the model."""
+    rng = np.random.RandomState(seed)
+    W = rng.randn(d, k)
+    psi = rng.uniform(0.05, 0.5, size=d)
+    mu = rng.randn(d) * 3
+    X = rng.randn(n, k) @ W.T + mu + rng.randn(n, d) * np.sqrt(psi)
+    return X, multivariate_normal(mu, W @ W.T + np.diag(psi))
+
+
+@pytest.fixture(scope="module")
+def factor_data():
+    X, true_model = _factor_model(700, seed=0)
+    return X[:500], X[500:], true_model
+
+
+def _standardized(X):
+    return (X - X.mean(axis=0)) / X.std(axis=0)
+
+
+@pytest.mark.parametrize("method, reference", [("pca", PCA), ("factor_analysis", FactorAnalysis)])
+def test_a_linear_start_is_the_linear_model(factor_data, method, reference):
+    """The module holds PCA / FA exactly: with its exact posterior, every
+    importance weight p(x, z) / q(z | x) is p(x), whatever the draws."""
+    x = _standardized(factor_data[0])
+    module = VAEModule(10, 3, (8,), likelihood_options={"outlier_weight": 0.0})
+    module.reset_parameters(torch.Generator().manual_seed(0)).double()
+    module.init_linear_gaussian(*linear_gaussian_model(method, x, 3, seed=0))
+    expected = reference(3, random_state=0).fit(x).score_samples(x)
+    xt = torch.as_tensor(x)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for n_draws in (1, 5):
+            eps = torch.randn(len(x), n_draws, 3, generator=gen, dtype=torch.float64)
+            assert_allclose(iwae_bound(module, xt, eps).numpy(), expected, rtol=1e-6, atol=1e-6)
+        # the one-draw ELBO at the posterior mean (eps = 0) leaves out the
+        # posterior's spread, 0.5 * sum(lam / (1 + lam)), the same for every row
+        gap = elbo(module, xt, torch.zeros(len(x), 3, dtype=torch.float64)).numpy() - expected
+        assert_allclose(gap, gap[0], atol=1e-6)
+        assert 0 < gap[0] < 1.5
+
+
+def test_default_is_within_a_nat_of_the_true_linear_model(factor_data):
+    """On data from a factor model, the default VAE is as good as the truth on held-out rows."""
+    X_train, X_test, true_model = factor_data
+    truth = true_model.logpdf(X_test).mean()
+    vae = VAETransformer(3, random_state=0).fit(X_train)
+    assert vae.init_ in ("pca", "factor_analysis")
+    assert vae.score(X_test) >= truth - 1.0
+    assert vae.score(X_test, n_importance_samples=50) >= truth - 1.0
+    # and no worse than probabilistic PCA, which has one shared noise variance
+    assert vae.score(X_test) >= PCA(3).fit(X_train).score(X_test) - 0.5
+
+
+def test_early_stopping_keeps_the_start_when_training_only_hurts(factor_data):
+    """A learning rate that wrecks the linear start: the start is what the fit keeps."""
+    X_train = factor_data[0]
+    vae = VAETransformer(3, init="factor_analysis", learning_rate=0.5, n_iter_no_change=4,
+                         random_state=0).fit(X_train)
+    valid = np.array(vae.history_[:, "valid_loss"])
+    assert not any(vae.history_[:, "valid_loss_best"])  # no epoch beat the start
+    assert vae.n_epochs_ == 4
+    # the kept weights are the factor-analysis model's: better than every epoch
+    fa = FactorAnalysis(3, random_state=0).fit(X_train)
+    assert vae.score(X_train) == pytest.approx(fa.score(X_train), abs=0.05)
+    assert (valid > -vae.score(X_train) + 0.05).all()
+
+
+@pytest.mark.parametrize("init", ["auto", "pca", "factor_analysis", "random"])
+def test_init_options(factor_data, init):
+    vae = VAETransformer(2, init=init, hidden_layer_sizes=(8,), max_epochs=2,
+                         early_stopping=False, random_state=0).fit(factor_data[0])
+    expected = {"auto": ("pca", "factor_analysis"), "pca": ("pca",),
+                "factor_analysis": ("factor_analysis",), "random": (None,)}[init]
+    assert vae.init_ in expected
+    # a linear start puts the loadings there; from random weights two epochs move
+    # the zero-initialised linear path only a little
+    linear = vae.module_.decoder_linear.weight.detach()
+    assert (linear.abs().max() > 0.1) == (init != "random")
+
+
+def test_init_needs_the_gaussian_likelihood(digits_binary):
+    with pytest.raises(ValueError, match="init='pca'.*likelihood='gaussian'"):
+        VAETransformer(2, likelihood="bernoulli", init="pca").fit(digits_binary)
+    vae = VAETransformer(2, likelihood="bernoulli", hidden_layer_sizes=(8,), max_epochs=1,
+                         random_state=0).fit(digits_binary)
+    assert vae.init_ is None  # "auto": random weights for Bernoulli data
+
+
+def test_fewer_rows_than_components_start_at_random():
+    X = np.random.RandomState(0).randn(3, 6)
+    vae = VAETransformer(4, hidden_layer_sizes=(8,), max_epochs=2, early_stopping=False,
+                         random_state=0).fit(X)
+    assert vae.init_ is None
+    assert np.isfinite(vae.score(X))
+
+
+@pytest.mark.parametrize("n_rows, batch_size, epochs, patience", [
+    (150, 128, AUTO_STEPS // 2, AUTO_PATIENCE_STEPS // 2),     # 2 steps an epoch
+    (60_000, 128, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE),         # 469 steps: the minimums
+    (1_000, 1_000, AUTO_STEPS, AUTO_PATIENCE_STEPS),           # full batch: 1 step
+])
+def test_auto_budget_counts_optimizer_steps(n_rows, batch_size, epochs, patience):
+    vae = VAETransformer(batch_size=batch_size)
+    steps = vae._steps_per_epoch(n_rows)
+    assert max(AUTO_MIN_EPOCHS, -(-AUTO_STEPS // steps)) == epochs
+    assert vae._patience(n_rows) == patience
+    assert VAETransformer(n_iter_no_change=7)._patience(n_rows) == 7
+
+
+def test_auto_epochs_without_early_stopping_train_the_whole_budget():
+    X = np.random.RandomState(0).randn(40, 3)
+    vae = VAETransformer(1, hidden_layer_sizes=(4,), batch_size=40, early_stopping=False,
+                         init="random", random_state=0)
+    # one step an epoch: 10,000 epochs is the budget; cut it short through a
+    # callback to keep the test fast, and check the budget the fit was given
+    budgets = []
+
+    from skorch.callbacks import Callback
+
+    class Record(Callback):
+        def on_train_begin(self, net, **kwargs):
+            budgets.append(net.max_epochs)
+            raise KeyboardInterrupt  # skorch ends training cleanly
+
+    vae.set_params(callbacks=[Record()]).fit(X)
+    assert budgets == [AUTO_STEPS]
+
+
+def test_a_value_outside_the_training_range_costs_a_bounded_penalty():
+    """A feature that was (nearly) constant in training, then not: bounded cost, no blow-up."""
+    rng = np.random.RandomState(0)
+    X = np.hstack([rng.randn(300, 2) @ rng.randn(2, 6) + 0.1 * rng.randn(300, 6),
+                   np.zeros((300, 1)),                                   # constant
+                   (rng.rand(300, 1) < 0.01).astype(float)])             # rare events
+    vae = VAETransformer(2, hidden_layer_sizes=(16,), random_state=0).fit(X)
+    rows = X[:20].copy()
+    base = vae.score_samples(rows, n_importance_samples=20)
+    for column in (6, 7):
+        for value in (5.0, 1e6):  # unusual, and absurd
+            odd = rows.copy()
+            odd[:, column] = value
+            scores = vae.score_samples(odd, n_importance_samples=20)
+            assert np.isfinite(scores).all()
+            assert (scores < base).all()
+            # the broad component: -log(1e-4), plus its own Gaussian term in the
+            # value's distance, and nothing from the other features
+            distance = (value - X[:, column].mean()) / np.sqrt(np.mean(vae.scale_ ** 2))
+            assert (base - scores < 30 + 0.5 * distance ** 2).all()
+            # the other features' reconstruction is untouched by the odd value
+            assert_allclose(vae.inverse_transform(vae.transform(odd))[:, :6],
+                            vae.inverse_transform(vae.transform(rows))[:, :6], atol=1.0)
