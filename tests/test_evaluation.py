@@ -1,6 +1,7 @@
 """Tests of ``compare_with_pca`` (skvae/evaluation.py)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
@@ -162,3 +163,26 @@ def test_the_demo_vae_row_beats_pca():
     assert vae["log_likelihood"] < vae["log_likelihood_iwae"] < vae["log_likelihood"] + 10
     assert vae["reconstruction_mse"] < pca["reconstruction_mse"]
     assert vae["accuracy"] > 0.85 and vae["roc_auc_ovr"] > 0.95
+
+
+def test_the_demo_summarizes_seeds_as_mean_and_spread():
+    from skvae.demo import format_report, summarize_seeds
+
+    def report(vae_score, vae_mse):
+        return pd.DataFrame([
+            {"method": "PCA", "n_components": 2, "log_likelihood": -10.0,
+             "reconstruction_mse": 4.0, "accuracy": 0.5},
+            {"method": "VAE", "n_components": 2, "log_likelihood": vae_score,
+             "log_likelihood_iwae": vae_score + 1, "reconstruction_mse": vae_mse,
+             "accuracy": 0.7}], columns=COLUMNS)
+
+    summary = summarize_seeds([report(-5.0, 2.0), report(-8.0, 3.0), report(-6.5, 1.0)])
+    pca, vae = summary.iloc[0], summary.iloc[1]
+    assert (pca["method"], vae["method"]) == ("PCA", "VAE")
+    assert pca["log_likelihood"] == -10.0 and pca["log_likelihood_spread"] == 0.0
+    assert vae["log_likelihood"] == pytest.approx(-6.5)
+    assert vae["log_likelihood_spread"] == pytest.approx(3.0)
+    assert vae["reconstruction_mse"] == pytest.approx(2.0)
+    assert vae["log_likelihood_iwae"] == pytest.approx(-5.5)
+    table = format_report(summary)
+    assert "spread" in table.splitlines()[0] and "3.0" in table.splitlines()[2]
