@@ -20,9 +20,13 @@ import functools
 import torch
 
 #: ``n_threads="auto"``: one thread per this many multiply-adds of an optimizer
-#: step (or of an inference batch). Below it, a second thread does not pay for
-#: itself (see ``benchmarks/bench_concurrency.py``).
-MACS_PER_THREAD = 2**24
+#: step (or of an inference batch). The default digits fit (64 features, layers
+#: (256, 128), batch 128) is 3.9e7 per step, 0.6 of this: one thread, as the
+#: issue measured it should be (a second thread bought nothing alone and made
+#: two concurrent fits 3-16x slower); 784 features at batch 128 is 2.8 units,
+#: at batch 512 11 units: two threads or more. 2**24 would give the digits fit
+#: two threads. See ``benchmarks/bench_concurrency.py``.
+MACS_PER_THREAD = 2**26
 
 
 def forward_macs(n_features, n_components, hidden_layer_sizes):

@@ -137,7 +137,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``score_samples``, ``inverse_transform``, ``sample``), set for the
         duration of each call in the calling thread only (OpenMP's limit, with
         ``threadpoolctl``; PyTorch's process-wide count is never changed).
-        ``"auto"``: one thread per 2**24 multiply-adds of an optimizer step
+        ``"auto"``: one thread per 2**26 multiply-adds of an optimizer step
         (of an inference batch), at least 1 and at most the threads the caller
         has (``torch.get_num_threads()``): small models train on one thread,
         and concurrent fits (``n_jobs`` of a search, threads or processes) do
