@@ -38,6 +38,7 @@ says how busy it was.
 Usage::
 
     python benchmarks/bench_concurrency.py [--before /tmp/skvae-before] [--sections ae]
+        [--quick] [--timeout 120]
 """
 
 import argparse
@@ -261,15 +262,49 @@ def launch(job, spec, checkout):
                             env=env, stdout=subprocess.PIPE, text=True, cwd="/tmp")
 
 
-def result(proc):
-    out, _ = proc.communicate()
+#: --timeout: seconds a child may run before it is killed and reported as "> N"
+TIMEOUT = None
+
+
+class TimedOut(dict):
+    """The result of a child killed at the time limit: every value reads "> N s"."""
+
+    def __missing__(self, key):
+        return Over(TIMEOUT)
+
+
+class Over(float):
+    """A time known only to exceed this value."""
+
+    def __format__(self, spec):
+        return f"> {float(self):.0f}"
+
+
+def result(proc, deadline=None):
+    timeout = None if deadline is None else max(1.0, deadline - time.time())
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return TimedOut()
     if proc.returncode:
         raise RuntimeError(f"child failed ({proc.returncode})")
     return json.loads(out.strip().splitlines()[-1])
 
 
 def run(job, spec, checkout):
-    return result(launch(job, spec, checkout))
+    return result(launch(job, spec, checkout), _deadline())
+
+
+def _deadline(extra=0.0):
+    return None if TIMEOUT is None else time.time() + TIMEOUT + extra
+
+
+def ratio(a, b):
+    if isinstance(a, Over) or isinstance(b, Over):
+        return "n/a"
+    return f"{a / b:.2f}"
 
 
 def cpu_model():
@@ -308,9 +343,11 @@ def section_a(checkouts):
         alone = run("fit", {}, path)["seconds"]
         start_at = time.time() + 8  # both children imported and waiting by then
         procs = [launch("fit", {"start_at": start_at}, path) for _ in range(2)]
-        pair = [result(p)["seconds"] for p in procs]
+        deadline = _deadline(8)
+        pair = [result(p, deadline)["seconds"] for p in procs]
+        worst = max(pair) if not any(isinstance(t, Over) for t in pair) else Over(TIMEOUT)
         rows.append([label, f"{alone:.2f}", f"{pair[0]:.2f}", f"{pair[1]:.2f}",
-                     f"{max(pair) / alone:.2f}"])
+                     ratio(worst, alone)])
 
 
 def section_b(checkouts):
@@ -318,7 +355,7 @@ def section_b(checkouts):
     rows = table(["skvae", "n_jobs=1", "n_jobs=2", "speed-up"])
     for label, path in checkouts:
         one, two = (run("grid", {"n_jobs": n}, path)["seconds"] for n in (1, 2))
-        rows.append([label, f"{one:.2f}", f"{two:.2f}", f"{one / two:.2f}"])
+        rows.append([label, f"{one:.2f}", f"{two:.2f}", ratio(one, two)])
 
 
 def section_c(checkouts):
@@ -327,10 +364,12 @@ def section_c(checkouts):
                   "speed-up"])
     for label, path in checkouts:
         r = run("threads", {}, path)
+        if isinstance(r, TimedOut):
+            rows.append([label, f"> {TIMEOUT:.0f} s in all", "", "", "", "n/a"])
+            continue
         rows.append([label, f"{r['serial'][0]:.2f}", f"{r['serial_total']:.2f}",
                      " / ".join(f"{t:.2f}" for t in r["threaded"]),
-                     f"{r['threaded_total']:.2f}",
-                     f"{r['serial_total'] / r['threaded_total']:.2f}"])
+                     f"{r['threaded_total']:.2f}", ratio(r["serial_total"], r["threaded_total"])])
 
 
 def section_d(checkouts, quick=False):
@@ -345,6 +384,9 @@ def section_d(checkouts, quick=False):
             spec = {"data": "digits" if data == "digits" else "mnist", "batch_size": batch,
                     "epochs": epochs, "n_threads": n_threads}
             r = run("epoch", spec, path)
+            if isinstance(r, TimedOut):
+                rows.append([data, batch, label, f"(fit > {TIMEOUT:.0f} s)", ""])
+                continue
             rows.append([data, batch, label, f"{r['s_per_epoch']:.4f}",
                          ",".join(map(str, r["threads"]))])
 
@@ -356,6 +398,9 @@ def section_e(checkouts, quick=False):
     for data in ("iris", "wine"):
         for label, path in checkouts:
             r = run("small", {"data": data, "epochs": 100 if quick else 300}, path)
+            if isinstance(r, TimedOut):
+                rows.append([data, label, f"(all > {TIMEOUT:.0f} s)", "", "", "n/a"])
+                continue
             best = min(r["hand"], r["hand_1_thread"])
             rows.append([data, label, f"{r['skvae'] * 1e3:.3f}", f"{r['hand'] * 1e3:.3f}",
                          f"{r['hand_1_thread'] * 1e3:.3f}", f"{r['skvae'] / best:.2f}"])
@@ -366,8 +411,14 @@ def main(argv=None):
     parser.add_argument("--before", help="an older skvae checkout to compare with")
     parser.add_argument("--sections", default="abcde")
     parser.add_argument("--quick", action="store_true", help="fewer epochs in d and e")
+    parser.add_argument("--timeout", type=float,
+                        help="kill a measurement after this many seconds; its time "
+                             "prints as '> N' (two threads on a busy machine can "
+                             "take 100x as long)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global TIMEOUT
+    TIMEOUT = args.timeout
     if args.child:
         job, spec = json.loads(args.child)
         print(json.dumps(JOBS[job](spec)))
