@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from skvae import VAETransformer
-from skvae.model_selection import LimitThreads, vae_optuna_distributions
+from skvae.model_selection import vae_optuna_distributions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -79,13 +79,14 @@ print(f"held-out log-likelihood: best as searched {search.score(X_test):7.1f}, "
 # A ``Pipeline`` by accuracy: the same space under the step's prefix (a
 # ``Pipeline`` has no ``partial_fit``, so no pruning here). ``n_jobs=2`` runs two
 # trials as threads of this process: joblib backends do not reach them, and
-# each fit would use all cores for PyTorch, so
-# :class:`~skvae.model_selection.LimitThreads` caps every fit at one thread.
+# each fit could use all cores for PyTorch, so ``n_threads=1`` caps every fit
+# at one thread, in the thread that runs it (``n_threads="auto"`` picks one
+# thread for models this small anyway).
 # The order in which parallel trials finish depends on thread timing and the
 # sampler sees that order, so this search can choose differently from run to
 # run; use ``n_jobs=1`` where the result must be reproducible.
 pipe = Pipeline([("vae", VAETransformer(max_epochs=15, early_stopping=False,
-                                        random_state=0, callbacks=[LimitThreads(1)])),
+                                        random_state=0, n_threads=1)),
                  ("clf", LogisticRegression(max_iter=1000))])
 space = vae_optuna_distributions(prefix="vae__")
 space["vae__hidden_layer_sizes"] = optuna.distributions.CategoricalDistribution([64, 128])

@@ -29,6 +29,7 @@ from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
 from ._module import ACTIVATIONS, VAEModule
 from ._net import VAENet, build_callbacks, mean_latent_kl
 from ._persistence import export_state, import_state
+from ._threads import fit_work, inference_work, limit_threads
 from ._utils import (adam_options, check_device_name, derive_seed, make_generator, make_seed,
                      resolve_device)
 
@@ -130,6 +131,18 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
         ``"cuda:N"``.
+
+    n_threads : int or "auto", default="auto"
+        CPU threads of ``fit``, ``partial_fit`` and inference (``transform``,
+        ``score_samples``, ``inverse_transform``, ``sample``), set for the
+        duration of each call in the calling thread only (OpenMP's limit, with
+        ``threadpoolctl``; PyTorch's process-wide count is never changed).
+        ``"auto"``: one thread per 2**26 multiply-adds of an optimizer step
+        (of an inference batch), at least 1 and at most the threads the caller
+        has (``torch.get_num_threads()``): small models train on one thread,
+        and concurrent fits (``n_jobs`` of a search, threads or processes) do
+        not fight over the cores. An int forces that many threads. Ignored on
+        a GPU. See :ref:`threads`.
 
     callbacks : list of skorch callbacks, default=None
         Extra :mod:`skorch.callbacks` (instances or ``(name, callback)`` pairs),
@@ -273,6 +286,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
                              StrOptions({"auto"})],
         "device": [str],
+        "n_threads": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "callbacks": [list, None],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
@@ -296,6 +310,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         validation_fraction=0.1,
         n_iter_no_change="auto",
         device="auto",
+        n_threads="auto",
         callbacks=None,
         warm_start=False,
         verbose=0,
@@ -315,6 +330,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.device = device
+        self.n_threads = n_threads
         self.callbacks = callbacks
         self.warm_start = warm_start
         self.verbose = verbose
@@ -388,7 +404,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # (unfitted, or fitted with its previous attributes and weights).
         saved = dict(self.__dict__)
         try:
-            with torch.inference_mode(False), torch.enable_grad():
+            work = fit_work(X, self.n_components, self.hidden_layer_sizes, self.batch_size)
+            # getattr: models saved before n_threads existed
+            with torch.inference_mode(False), torch.enable_grad(), \
+                    limit_threads(getattr(self, "n_threads", "auto"), work, self.device):
                 self._fit_unchecked(X, epochs=epochs, incremental=incremental)
         except BaseException:
             self.__dict__.clear()
@@ -615,7 +634,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # the widest activation of encoder or decoder, once per importance sample
         width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
         module.eval()
-        with torch.inference_mode():
+        work = inference_work(module, X.shape[0], width * width_factor)
+        # getattr: models saved before n_threads existed
+        with torch.inference_mode(), limit_threads(getattr(self, "n_threads", "auto"), work,
+                                                   device):
             return inference_map(functools.partial(fn, module), X, tail,
                                  mean=self.mean_ if standardize else None,
                                  scale=self.scale_ if standardize else None,

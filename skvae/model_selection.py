@@ -41,6 +41,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from skorch.callbacks import Callback
 
+from ._threads import limit_threads
 from ._utils import import_optional
 
 __all__ = [
@@ -607,17 +608,15 @@ def dask_cluster(address=None, *, n_workers=None, threads_per_worker=1, processe
 class LimitThreads(Callback):
     """skorch callback capping PyTorch's CPU threads while a fit trains.
 
-    Pass it to ``VAETransformer(callbacks=[LimitThreads(1)])`` when several fits
-    run as threads of one process, as with ``OptunaSearchCV(n_jobs=k)``: each
-    fit otherwise uses a thread pool as large as the machine (k fits on k
-    cores make k * k threads). The cap is OpenMP's, set with ``threadpoolctl``
-    in the thread that trains and lifted when training ends; it holds only in
-    that thread, which is what makes it work here: a ``threadpool_limits``
-    block around the search, in the main thread, does not reach Optuna's
-    worker threads. It has no effect in a process where
-    ``torch.set_num_threads`` was called (PyTorch then keeps its own count).
-    When training raises, skorch skips ``on_train_end`` and the limit stays set
-    in that thread until it ends.
+    Superseded by ``VAETransformer(n_threads=...)``, which caps the threads of
+    every fit and inference call by default (``n_threads="auto"``) and restores
+    them also when a fit fails; this callback stays for code written before
+    it. ``VAETransformer(callbacks=[LimitThreads(1)])`` trains on one thread,
+    like ``VAETransformer(n_threads=1)``, through the same mechanism
+    (``skvae._threads.limit_threads``): OpenMP's limit, set with
+    ``threadpoolctl`` in the thread that trains, which holds only in that
+    thread (so it works in Optuna's and joblib's worker threads) and is lifted
+    when training ends.
 
     Parameters
     ----------
@@ -629,11 +628,10 @@ class LimitThreads(Callback):
         self.n_threads = n_threads
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
-
-        self._limits = threadpool_limits(self.n_threads, user_api="openmp")
+        self._limits = contextlib.ExitStack()
+        self._limits.enter_context(limit_threads(self.n_threads, device=net.device))
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         limits = self.__dict__.pop("_limits", None)
         if limits is not None:
-            limits.restore_original_limits()
+            limits.close()

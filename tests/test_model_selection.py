@@ -411,8 +411,10 @@ space = {"n_components": optuna.distributions.IntDistribution(1, 3)}
 for cap in (False, True):
     SEEN = set()
     callbacks = [LimitThreads(1), Record()] if cap else [Record()]
+    # n_threads: all the caller has, as before n_threads="auto" capped tiny fits itself
     vae = VAETransformer(hidden_layer_sizes=(4,), max_epochs=1, early_stopping=False,
-                         callbacks=callbacks, random_state=0)
+                         n_threads=torch.get_num_threads(), callbacks=callbacks,
+                         random_state=0)
     OptunaSearchCV(vae, space, cv=2, n_trials=4, n_jobs=2, refit=False).fit(X)
     print(sorted(SEEN))
 print(torch.get_num_threads())
