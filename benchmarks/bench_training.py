@@ -173,6 +173,7 @@ class Skvae:
                                   likelihood="bernoulli", max_epochs=1,
                                   batch_size=spec["batch_size"], learning_rate=LEARNING_RATE,
                                   early_stopping=False, device=DEVICE, random_state=0,
+                                  n_threads=THREADS,  # the loops it is compared with use THREADS
                                   callbacks=[("epoch_clock", epoch_clock())])
         self.setup_s = None
 
@@ -422,7 +423,8 @@ def run_inference(X, spec):
     from skvae import VAETransformer
     est = VAETransformer(spec["latent"], hidden_layer_sizes=spec["hidden"],
                          likelihood="bernoulli", max_epochs=1, batch_size=spec["batch_size"],
-                         early_stopping=False, device=DEVICE, random_state=0).fit(X)
+                         early_stopping=False, device=DEVICE, random_state=0,
+                         n_threads=THREADS).fit(X)
     subset = spec["iwae_rows"]
     out = []
     for dtype in ("float32", "float64"):

@@ -9,6 +9,8 @@ candidate for the weights kept, so a fit ends no worse than its start on the
 held-out rows.
 """
 
+import threading
+
 import numpy as np
 import torch
 from sklearn.decomposition import PCA, FactorAnalysis
@@ -24,7 +26,9 @@ MAX_FA_FEATURES = 1_000
 #: Up to this many values (rows x features) the linear models are fitted with
 #: one BLAS thread: their matrices are small, and OpenBLAS threads that wait
 #: for a busy core (another fit, another process) made factor analysis on the
-#: digits 20x slower (12.6 s instead of 0.6 s on 2 busy cores).
+#: digits 20x slower (12.6 s instead of 0.6 s on 2 busy cores). BLAS limits
+#: are process-wide, so only a fit in the main thread sets one: fits running in
+#: threads would restore each other's limits in the wrong order.
 SINGLE_THREAD_VALUES = 2 ** 24
 #: Importance samples of the bound that picks the start.
 CHOICE_SAMPLES = 16
@@ -106,7 +110,8 @@ def linear_start(module, method, train, valid, noise, seed, generator):
     if not methods or len(train) <= module.n_components:
         return None
     x = _rows(train, generator)
-    with threadpool_limits(1 if x.size <= SINGLE_THREAD_VALUES else None, user_api="blas"):
+    single = x.size <= SINGLE_THREAD_VALUES and threading.current_thread() is threading.main_thread()
+    with threadpool_limits(1 if single else None, user_api="blas"):
         models = {m: linear_gaussian_model(m, x, module.n_components, seed) for m in methods}
     if len(models) == 1:
         name = next(iter(models))
