@@ -34,9 +34,9 @@ from ._utils import (adam_options, check_device_name, derive_seed, make_generato
                      resolve_device)
 
 #: max_epochs="auto": epochs for this many optimizer steps, and at least AUTO_MIN_EPOCHS
-AUTO_STEPS, AUTO_MIN_EPOCHS = 10_000, 200
+AUTO_STEPS, AUTO_MIN_EPOCHS = 3_000, 100
 #: n_iter_no_change="auto": this many steps of patience, and at least AUTO_MIN_PATIENCE epochs
-AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE = 250, 10
+AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE = 500, 20
 
 # the parts of a fitted model that a warm start must keep
 _ARCHITECTURE = ("n_components", "hidden_layer_sizes", "activation", "likelihood")
@@ -104,7 +104,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: enough epochs for
-        10,000 optimizer steps, and at least 200 (on 150 rows an epoch is one
+        3,000 optimizer steps, and at least 100 (on 150 rows an epoch is one
         step; on 60,000 rows, 469). Early stopping usually ends the fit first.
 
     batch_size : int, default=128
@@ -124,8 +124,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Share of X held out when ``early_stopping=True``.
 
     n_iter_no_change : int or "auto", default="auto"
-        Patience of early stopping, in epochs. ``"auto"``: 250 optimizer
-        steps, and at least 10 epochs, so that small data sets (a few steps
+        Patience of early stopping, in epochs. ``"auto"``: 500 optimizer
+        steps, and at least 20 epochs, so that small data sets (a few steps
         per epoch) are not stopped by the noise of their first epochs.
 
     device : str, default="auto"
