@@ -37,6 +37,9 @@ from ._module import VAEModule
 FORMAT = 2
 
 #: New names of the parameters of a format 1 network.
+#: Parameters that format 2 added, and their values for an older model.
+_FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
+
 _FORMAT_1_NAMES = {"raw_variance": "observation.raw_variance"}
 #: The Gaussian likelihood of format 1: variance floor 1e-3, no outlier component.
 _FORMAT_1_GAUSSIAN = {"min_variance": 1e-3, "outlier_weight": 0.0}
@@ -127,6 +130,11 @@ def import_state(state, version):
             )
     if renamed is not None and isinstance(state.get("_optimizer_state"), dict):
         state["_optimizer_state"] = _format_1_optimizer(state["_optimizer_state"], renamed)
+    if fmt <= 1:
+        # parameters added in format 2, with the values that describe how those
+        # models were trained (from random weights): get_params and clone work
+        for param, value in _FORMAT_2_PARAMS.items():
+            state.setdefault(param, value)
     return state
 
 

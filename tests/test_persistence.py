@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs
@@ -263,6 +264,10 @@ def test_format_1_file_loads_and_gives_its_outputs():
     assert_allclose(est.sample(3), saved["sample"], rtol=1e-10, atol=1e-12)
     est.partial_fit(X)  # and keeps training
     assert est.n_epochs_ == 3
+    # parameters added since: the values that describe how it was trained
+    params = est.get_params()
+    assert params["init"] == "random" and params["n_threads"] == "auto"
+    assert clone(est).get_params() == params
 
 
 if __name__ == "__main__":
