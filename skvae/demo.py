@@ -11,6 +11,7 @@ spread (best minus worst seed) of its score.
 import argparse
 import os
 
+import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.datasets import load_digits
@@ -31,6 +32,11 @@ _SHOWN = {
 
 def format_report(report):
     """The demo's table: one line per (method, k), held-out numbers."""
+    report = report.copy()
+    if "log_likelihood_spread" not in report:
+        report["log_likelihood_spread"] = np.nan
+    # PCA has no seed to vary: no spread to show
+    report.loc[report["method"] == "PCA", "log_likelihood_spread"] = np.nan
     table = report[list(_SHOWN)].rename(columns=_SHOWN)
     table = table.sort_values(["k", "method"], key=lambda c: c if c.name == "k" else
                               c.map({"PCA": 0, "VAE": 1}))

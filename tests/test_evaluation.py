@@ -146,19 +146,19 @@ def test_reproduces_the_demo_pca_rows():
 
 
 def test_the_demo_vae_row_beats_pca():
-    """The demo's k=8 VAE row (defaults, ~4 s), against bounds rather than digits.
+    """The demo's k=8 VAE row (defaults, seed 0, ~15 s), against bounds rather than digits.
 
     The README's claims: the default VAE explains held-out digits tens of nats
-    better than PCA (44-54 nats on the machine that printed the table), the IWAE
-    estimate is tighter than the ELBO, and its codes classify at least as well.
+    better than PCA (77-92 nats on the machine that printed the table), the IWAE
+    estimate is tighter than the ELBO, and its codes classify about as well.
     """
     X, y = load_digits(return_X_y=True)
     report = compare_with_pca(X, y, n_components=[8], vae_params={"device": "cpu"},
                               random_state=0, n_importance_samples=100)
     pca = report[report["method"] == "PCA"].iloc[0]
     vae = report[report["method"] == "VAE"].iloc[0]
-    assert vae["log_likelihood"] > pca["log_likelihood"] + 30
-    assert vae["log_likelihood"] > -125  # the README prints about -110
+    assert vae["log_likelihood"] > pca["log_likelihood"] + 50
+    assert vae["log_likelihood"] > -110  # the README prints a mean of about -81
     # IWAE (K=100) is a tighter bound: higher, but by a few nats, not tens
     assert vae["log_likelihood"] < vae["log_likelihood_iwae"] < vae["log_likelihood"] + 10
     assert vae["reconstruction_mse"] < pca["reconstruction_mse"]
