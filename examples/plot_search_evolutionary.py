@@ -50,10 +50,11 @@ for g in np.unique(search.cv_results_["generation"]):
 print("best:", {k: (float(f"{v:.3g}") if isinstance(v, float) else v)
                 for k, v in search.best_params_.items()})
 # the search trained each candidate for 15 epochs only: the configuration it
-# chose, retrained with the default budget (up to 200 epochs, early stopping)
+# chose, retrained with the default budget (max_epochs and n_iter_no_change "auto",
+# early stopping)
 default = VAETransformer(random_state=0).fit(X_train)
 retrained = clone(search.estimator).set_params(
-    **search.best_params_, max_epochs=200, early_stopping=True).fit(X_train)
+    **search.best_params_, max_epochs="auto", early_stopping=True).fit(X_train)
 print(f"held-out log-likelihood: best as searched {search.score(X_test):7.1f}, "
       f"best retrained {retrained.score(X_test):7.1f}, "
       f"default VAETransformer {default.score(X_test):7.1f} nats/image")

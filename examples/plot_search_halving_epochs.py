@@ -43,7 +43,7 @@ for round_, (n, epochs) in enumerate(zip(search.n_candidates_, search.n_resource
 
 # %%
 # The winner, refitted with the full budget, against the default estimator
-# (two components, up to 200 epochs with early stopping):
+# (two components, the default budget with early stopping):
 print("best:", {k: (float(round(v, 4)) if isinstance(v, float) else v)
                 for k, v in search.best_params_.items()})
 default = VAETransformer(random_state=0).fit(X_train)
