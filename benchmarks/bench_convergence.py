@@ -45,6 +45,8 @@ from skvae._module import VAEModule
 from skvae._threads import auto_n_threads, step_macs
 from skvae._utils import adam_options
 
+from bench_quality import _cpu_model  # this folder is on sys.path when run as a script
+
 #: name -> (loader, k)
 DATASETS = {
     "iris": (lambda: datasets.load_iris().data, 2),
@@ -139,17 +141,6 @@ def hand_fit(X, k, seed, threads, max_epochs, patience, batch_size=128):
             module.load_state_dict(best_state)
     total = time.perf_counter() - start
     return _converged(np.array(losses), np.array(elapsed), total, len(losses), initial)
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None):
