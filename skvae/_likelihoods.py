@@ -110,7 +110,7 @@ class GaussianLikelihood(nn.Module):
         variance = torch.as_tensor(variance, dtype=torch.float64)
         excess = (variance - self.min_variance).clamp_min(self.min_variance * 1e-3)
         with torch.no_grad():
-            self.raw_variance.copy_(_inverse_softplus(excess.to(torch.float64)))
+            self.raw_variance.copy_(_inverse_softplus(excess))
 
     def set_scale(self, scale):
         """Adapt to the data's units: the broad component gets their mean variance.

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._likelihoods import LIKELIHOODS, MIN_VARIANCE  # noqa: F401 (re-exported)
+from ._likelihoods import LIKELIHOODS, MIN_VARIANCE, _inverse_softplus  # noqa: F401
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -39,8 +39,8 @@ def _unbounded_log_variance(log_var, bound=MAX_POSTERIOR_LOG_VARIANCE):
     """Inverse of :func:`_bounded_log_variance` (for ``log_var`` below the bound)."""
     if bound is None:
         return np.asarray(log_var, dtype=np.float64)
-    gap = bound - np.asarray(log_var, dtype=np.float64)
-    return bound - (gap + np.log(-np.expm1(-gap)))
+    gap = torch.as_tensor(bound - np.asarray(log_var, dtype=np.float64))
+    return bound - _inverse_softplus(gap).numpy()
 
 
 def _mlp(sizes, activation):

@@ -405,9 +405,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         saved = dict(self.__dict__)
         try:
             work = fit_work(X, self.n_components, self.hidden_layer_sizes, self.batch_size)
-            # getattr: models saved before n_threads existed
             with torch.inference_mode(False), torch.enable_grad(), \
-                    limit_threads(getattr(self, "n_threads", "auto"), work, self.device):
+                    limit_threads(self.n_threads, work, self.device):
                 self._fit_unchecked(X, epochs=epochs, incremental=incremental)
         except BaseException:
             self.__dict__.clear()
@@ -635,8 +634,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
         module.eval()
         work = inference_work(module, X.shape[0], width * width_factor)
-        # getattr: models saved before n_threads existed
-        with torch.inference_mode(), limit_threads(getattr(self, "n_threads", "auto"), work,
+        with torch.inference_mode(), limit_threads(self.n_threads, work,
                                                    device):
             return inference_map(functools.partial(fn, module), X, tail,
                                  mean=self.mean_ if standardize else None,
