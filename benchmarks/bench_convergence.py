@@ -38,7 +38,7 @@ from sklearn import datasets
 from threadpoolctl import threadpool_limits
 
 from skvae import VAETransformer
-from skvae._data import TrainingData, validation_split
+from skvae._data import TrainingData, feature_resolution, validation_split
 from skvae._init import linear_start
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
@@ -101,6 +101,7 @@ def hand_fit(X, k, seed, threads, max_epochs, patience, batch_size=128):
     with threadpool_limits(threads, user_api="openmp"):
         module = VAEModule(X.shape[1], k, (256, 128)).reset_parameters(gen)
         module.observation.set_scale(scale)
+        module.observation.set_resolution(feature_resolution(X) / scale)
         module.set_input_range((X.min(axis=0) - mean) / scale, (X.max(axis=0) - mean) / scale)
         noise = RowNoise(seed, k)
         linear_start(module, "auto", train, valid, noise, seed, gen)

@@ -66,7 +66,12 @@ class GaussianLikelihood(nn.Module):
     """Gaussian p(x | z) with a learned variance per feature and robust tails.
 
     The decoder gives the mean; each feature has a learned variance, at least
-    :data:`MIN_VARIANCE` in standardized units. A broad component of weight
+    its floor: :data:`MIN_VARIANCE` in standardized units, or the variance of
+    rounding to the feature's resolution where that is larger
+    (:meth:`set_resolution`: data recorded in whole units, such as pixel
+    intensities or counts, cannot be known better than to a unit, and a model
+    that claims more scores spikes on the recorded values, which depend on
+    which rare values the training rows happened to hold). A broad component of weight
     :data:`OUTLIER_WEIGHT` whose variance is the data's typical variance
     (:meth:`set_scale`) keeps a feature that is constant or nearly so in
     the training rows from making one held-out value cost millions of nats,
@@ -77,7 +82,7 @@ class GaussianLikelihood(nn.Module):
     n_features : int
         Width of the data.
     min_variance : float, default=MIN_VARIANCE
-        Smallest variance, in standardized units.
+        Smallest variance of any feature, in standardized units.
     outlier_weight : float, default=OUTLIER_WEIGHT
         Weight of the broad component; 0 gives a plain Gaussian (the
         likelihood of models saved before skvae 0.2, format 1).
@@ -93,22 +98,25 @@ class GaussianLikelihood(nn.Module):
         self.outlier_weight = float(outlier_weight)
         self.raw_variance = nn.Parameter(torch.empty(n_features))
         self.register_buffer("outlier_log_variance", torch.empty(n_features))
+        self.register_buffer("variance_floor", torch.empty(n_features))
 
     def options(self):
         """The constructor's keyword arguments, as builtins (for saving)."""
         return {"min_variance": self.min_variance, "outlier_weight": self.outlier_weight}
 
     def reset_parameters(self):
-        """Variance 1 (the standardized data's) for both components."""
+        """Variance 1 (the standardized data's) for both components, floor ``min_variance``."""
         with torch.no_grad():
+            self.variance_floor.fill_(self.min_variance)
             self.set_variance(torch.ones_like(self.raw_variance))
             self.outlier_log_variance.zero_()
         return self
 
     def set_variance(self, variance):
-        """Set the learned variances (standardized units), floored at ``min_variance``."""
+        """Set the learned variances (standardized units), at least their floor."""
         variance = torch.as_tensor(variance, dtype=torch.float64)
-        excess = (variance - self.min_variance).clamp_min(self.min_variance * 1e-3)
+        floor = self.variance_floor.to(torch.float64)
+        excess = (variance - floor).clamp_min(self.min_variance * 1e-3)
         with torch.no_grad():
             self.raw_variance.copy_(_inverse_softplus(excess))
 
@@ -126,9 +134,30 @@ class GaussianLikelihood(nn.Module):
         with torch.no_grad():
             self.outlier_log_variance.copy_(torch.as_tensor(log_var))
 
+    def set_resolution(self, resolution):
+        """Floor each variance at that of rounding to the feature's resolution.
+
+        Parameters
+        ----------
+        resolution : ndarray of shape (n_features,)
+            The smallest gap between two distinct values of each feature, in
+            standardized units (0 for a constant feature); see
+            :func:`skvae._data.feature_resolution`. The floor becomes
+            ``max(min_variance, resolution**2 / 12)``, the variance of a value
+            spread evenly over one step; the learned variances keep their
+            values where they are above it.
+        """
+        step = torch.as_tensor(np.asarray(resolution, dtype=np.float64))
+        with torch.no_grad():
+            variance = self.log_variance().to(torch.float64).exp()
+            floor = (step.square() / 12).clamp_min(self.min_variance)
+            self.variance_floor.copy_(floor)
+            self.set_variance(torch.maximum(variance, floor))
+        return self
+
     def log_variance(self):
         """Log of the per-feature variance, shape ``(n_features,)``."""
-        return torch.log(F.softplus(self.raw_variance) + self.min_variance)
+        return torch.log(F.softplus(self.raw_variance) + self.variance_floor)
 
     def log_prob(self, x, out):
         """log p(x | z) summed over features, for decoder outputs ``out``."""
@@ -170,6 +199,10 @@ class BernoulliLikelihood(nn.Module):
 
     def set_scale(self, scale):
         """Nothing to adapt: the data are modelled as given."""
+
+    def set_resolution(self, resolution):
+        """Nothing to adapt: the Bernoulli likelihood has no variance."""
+        return self
 
     def log_prob(self, x, out):
         """Sum over features of x log p + (1 - x) log(1 - p), p = sigmoid(out)."""

@@ -172,7 +172,8 @@ class VAEModule(nn.Module):
             ``PCA.components_.T * sqrt(explained_variance_ - noise_variance_)``
             or ``FactorAnalysis.components_.T``.
         noise_variance : ndarray of shape (n_features,)
-            Diagonal noise covariance Psi (floored at the likelihood's minimum).
+            Diagonal noise covariance Psi (floored at the likelihood's
+            ``variance_floor``).
         offset : ndarray of shape (n_features,)
             Mean of x.
         """
@@ -180,7 +181,7 @@ class VAEModule(nn.Module):
             raise ValueError("init_linear_gaussian needs likelihood='gaussian'.")
         W = np.asarray(weights, dtype=np.float64)
         psi = np.maximum(np.asarray(noise_variance, dtype=np.float64),
-                         self.observation.min_variance)
+                         self.observation.variance_floor.double().cpu().numpy())
         Wp = W / psi[:, None]                         # Psi^-1 W
         lam, rotation = np.linalg.eigh(W.T @ Wp)      # W^T Psi^-1 W = R diag(lam) R^T
         lam = np.maximum(lam, 0.0)

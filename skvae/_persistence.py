@@ -22,6 +22,10 @@ Formats
     model it was: linear paths at zero, the plain Gaussian with its variance
     floor of 1e-3, and an optimizer state that gives the new parameters a
     fresh start.
+3
+    As 2; the Gaussian likelihood adds its per-feature variance floor (the
+    resolution of each feature). A format 2 or 1 network loads with the floor
+    it had: its ``min_variance`` for every feature.
 """
 
 import math
@@ -31,15 +35,16 @@ import numpy as np
 import torch
 from skorch.history import History
 
+from ._likelihoods import MIN_VARIANCE
 from ._module import VAEModule
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 2
+FORMAT = 3
 
-#: New names of the parameters of a format 1 network.
 #: Parameters that format 2 added, and their values for an older model.
 _FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
 
+#: New names of the parameters of a format 1 network.
 _FORMAT_1_NAMES = {"raw_variance": "observation.raw_variance"}
 #: The Gaussian likelihood of format 1: variance floor 1e-3, no outlier component.
 _FORMAT_1_GAUSSIAN = {"min_variance": 1e-3, "outlier_weight": 0.0}
@@ -168,6 +173,10 @@ def _import_module(saved, fmt=FORMAT):
     if fmt == 1:
         options, weights = _format_1_network(saved, weights)
         max_log_variance = None  # format 1 did not bound the posterior variance
+    if "observation.raw_variance" in weights and "observation.variance_floor" not in weights:
+        # formats 1 and 2: one floor for every feature
+        floor = options.get("min_variance", MIN_VARIANCE)
+        weights["observation.variance_floor"] = torch.full((saved["n_features"],), floor)
     with torch.device("meta"):
         module = VAEModule(saved["n_features"], saved["n_components"],
                            tuple(saved["hidden_layer_sizes"]), saved["activation"],

@@ -22,7 +22,8 @@ from sklearn.utils._param_validation import (Interval, InvalidParameterError, St
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.history import History
 
-from ._data import BatchIterator, TrainingData, inference_map, validation_split
+from ._data import (BatchIterator, TrainingData, feature_resolution, inference_map,
+                    validation_split)
 from ._init import INIT_METHODS, linear_start
 from ._likelihoods import LIKELIHOODS
 from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
@@ -448,6 +449,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             mean, scale = self._standardization(X)
             module = self._build_module(X.shape[1], make_generator(derive_seed(call_seed, 0)))
             module.observation.set_scale(scale)
+            if LIKELIHOODS[self.likelihood].standardizes:
+                module.observation.set_resolution(feature_resolution(X) / scale)
             module = module.to(device)
 
         standardize = observation.standardizes

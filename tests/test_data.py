@@ -10,7 +10,8 @@ from scipy.sparse import csr_array, csr_matrix
 from sklearn.model_selection import train_test_split
 
 import skvae._data
-from skvae._data import BatchIterator, TrainingData, as_tensor, inference_map, validation_split
+from skvae._data import (BatchIterator, TrainingData, as_tensor, feature_resolution,
+                         inference_map, validation_split)
 
 CSR_CONTAINERS = [csr_matrix, csr_array]
 
@@ -343,3 +344,29 @@ def test_training_data_moves_to_the_gpu_once_or_a_batch_at_a_time(monkeypatch, s
                              generator=torch.Generator("cuda").manual_seed(0))
     seen = torch.cat([b for b, _ in iterator])
     assert seen.device.type == "cuda" and seen.shape == X.shape
+
+
+@pytest.mark.parametrize("csr_container", [None, csr_matrix])
+def test_feature_resolution_is_the_smallest_gap_between_values(csr_container):
+    rng = np.random.RandomState(0)
+    X = np.column_stack([
+        rng.randint(0, 17, size=300).astype(float),     # whole units
+        np.round(rng.randn(300) * 5, 2),                 # recorded to 0.01
+        rng.randn(300),                                  # continuous
+        np.full(300, 3.0),                               # constant
+        (rng.rand(300) < 0.05) * 4.0,                    # rare events, mostly 0
+    ])
+    X_in = X if csr_container is None else csr_container(X)
+    resolution = feature_resolution(X_in)
+    assert resolution.dtype == np.float64 and resolution.shape == (5,)
+    assert_allclose(resolution[[0, 1, 3, 4]], [1.0, 0.01, 0.0, 4.0], rtol=1e-9)
+    gaps = np.diff(np.sort(X[:, 2]))
+    assert resolution[2] == gaps[gaps > 0].min() < 1e-3
+
+
+def test_feature_resolution_looks_at_evenly_spaced_rows_of_large_data():
+    X = np.arange(1000.0)[:, None] * 0.5
+    assert feature_resolution(X) == 0.5
+    # 100 evenly spaced rows of 0, 0.5, ..., 499.5: 10 or 11 rows apart
+    assert feature_resolution(X, max_rows=100) == 5.0
+    assert feature_resolution(X[:1]) == 0.0

@@ -175,3 +175,41 @@ def test_a_value_outside_the_training_range_costs_a_bounded_penalty():
             # the other features' reconstruction is untouched by the odd value
             assert_allclose(vae.inverse_transform(vae.transform(odd))[:, :6],
                             vae.inverse_transform(vae.transform(rows))[:, :6], atol=1.0)
+
+
+def test_the_variance_floor_is_the_rounding_variance_of_each_feature(digits):
+    """Whole-unit pixels: no variance below 1/12 of a unit squared, whichever rows trained."""
+    X = digits[0]
+    floors, scores = [], []
+    for seed in (0, 1):
+        vae = VAETransformer(4, hidden_layer_sizes=(16,), max_epochs=15, random_state=seed).fit(X)
+        observation = vae.module_.observation
+        floor = observation.variance_floor.double().numpy()
+        # the smallest gap between the values of each pixel (1, or more for a
+        # pixel with few distinct values); none for a constant pixel
+        gaps = np.array([np.diff(np.unique(column)).min(initial=np.inf) for column in X.T])
+        gaps[~np.isfinite(gaps)] = 0.0
+        expected = np.maximum((gaps / vae.scale_) ** 2 / 12, observation.min_variance)
+        assert_allclose(floor, expected, rtol=1e-6)
+        assert (observation.log_variance().double().exp().detach().numpy() >= floor * (1 - 1e-6)).all()
+        floors.append(floor)
+    # the floor comes from all the rows given to fit, not from the training
+    # rows that this seed's early-stopping split left
+    assert_allclose(floors[0], floors[1])
+
+
+def test_continuous_data_keep_the_small_floor(factor_data):
+    vae = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(factor_data[0])
+    assert_allclose(vae.module_.observation.variance_floor.numpy(), 1e-6, rtol=1e-5)
+
+
+def test_the_floor_keeps_score_equivariant_to_units(digits):
+    X = digits[0]
+    params = dict(hidden_layer_sizes=(16,), max_epochs=5, random_state=0)
+    a = VAETransformer(2, **params).fit(X)
+    b = VAETransformer(2, **params).fit(X * 7.0)
+    assert_allclose(a.module_.observation.variance_floor, b.module_.observation.variance_floor,
+                    rtol=1e-5)
+    # float32 training on other numbers rounds differently: a fraction of a
+    # nat, where a change of units would show as 64 * log(7) = 125 nats
+    assert_allclose(a.score(X), b.score(X * 7.0) + X.shape[1] * np.log(7.0), atol=0.5)

@@ -62,7 +62,7 @@ def test_state_holds_numpy_and_builtins_only(fitted_for, likelihood):
                tuple)
     assert all(isinstance(value, allowed) for value in _walk(state))
     assert state["_skvae_version"] == skvae.__version__
-    assert state["_skvae_format"] == FORMAT == 2
+    assert state["_skvae_format"] == FORMAT == 3
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
@@ -268,6 +268,21 @@ def test_format_1_file_loads_and_gives_its_outputs():
     params = est.get_params()
     assert params["init"] == "random" and params["n_threads"] == "auto"
     assert clone(est).get_params() == params
+
+
+def test_format_2_state_loads_with_one_variance_floor():
+    """A network saved before the per-feature floor: every feature gets min_variance."""
+    X = np.random.RandomState(0).randn(80, 5)  # continuous: the floor is min_variance
+    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0).fit(X)
+    state = est.__getstate__()
+    state["_skvae_format"] = 2
+    weights = state["module_"]["state_dict"]
+    assert "observation.variance_floor" in weights
+    del weights["observation.variance_floor"]
+    loaded = VAETransformer.__new__(VAETransformer)
+    loaded.__setstate__(state)
+    assert_allclose(loaded.module_.observation.variance_floor.numpy(), 1e-6)
+    assert_allclose(loaded.score_samples(X), est.score_samples(X), rtol=1e-12)
 
 
 if __name__ == "__main__":
