@@ -12,8 +12,11 @@ a. One fit on digits (``load_digits``, 1,797 x 64; ``VAETransformer(8,
    random_state=0, max_epochs=60, early_stopping=False)``: the same work in
    every run) alone, then two such fits at once in two processes that start
    fitting at the same moment. Each fit's seconds and the ratio to alone.
-b. ``GridSearchCV`` of 4 such fits (``n_components`` in (4, 8), ``cv=2``,
-   ``max_epochs=30``) with ``n_jobs=1`` and ``n_jobs=2`` (loky processes).
+b. ``GridSearchCV`` of 4 fits with the defaults (``VAETransformer(random_state=0)``,
+   ``n_components`` in (4, 8), ``cv=2``; ``--quick``: ``max_epochs=30``) with
+   ``n_jobs=1`` and ``n_jobs=2`` (loky processes): the search's seconds, and each
+   fit's seconds as ``cv_results_["mean_fit_time"]`` records them (without the
+   workers' start-up and imports), against the serial search's.
 c. Two such fits one after the other, and at once in two threads of one process
    (``joblib.parallel_backend("threading")``, ``n_jobs=2``).
 d. Seconds per epoch of one fit alone (median of skorch's ``dur`` over the
@@ -92,12 +95,13 @@ def job_grid(spec):
     from sklearn.model_selection import GridSearchCV
     from skvae import VAETransformer
     X = digits()
-    est = VAETransformer(**{**DIGITS_PARAMS, "max_epochs": 30})
+    est = VAETransformer(random_state=0, **({"max_epochs": 30} if spec["quick"] else {}))
     search = GridSearchCV(est, {"n_components": [4, 8]}, cv=2, n_jobs=spec["n_jobs"],
                           refit=False)
     start = time.perf_counter()
     search.fit(X)
-    return {"seconds": time.perf_counter() - start}
+    return {"seconds": time.perf_counter() - start,
+            "fit_seconds": search.cv_results_["mean_fit_time"].tolist()}
 
 
 def job_threads(spec):
@@ -350,12 +354,17 @@ def section_a(checkouts):
                      ratio(worst, alone)])
 
 
-def section_b(checkouts):
+def section_b(checkouts, quick=False):
     header("b. GridSearchCV, 4 digits fits (s)")
-    rows = table(["skvae", "n_jobs=1", "n_jobs=2", "speed-up"])
+    rows = table(["skvae", "search, n_jobs=1", "search, n_jobs=2", "speed-up",
+                  "each fit, n_jobs=1", "each fit, n_jobs=2", "fit time ratio"])
     for label, path in checkouts:
-        one, two = (run("grid", {"n_jobs": n}, path)["seconds"] for n in (1, 2))
-        rows.append([label, f"{one:.2f}", f"{two:.2f}", ratio(one, two)])
+        one, two = (run("grid", {"n_jobs": n, "quick": quick}, path) for n in (1, 2))
+        fits = [r.get("fit_seconds") for r in (one, two)]
+        each = [" / ".join(f"{t:.2f}" for t in f) if f else "n/a" for f in fits]
+        fit_ratio = (f"{sum(fits[1]) / sum(fits[0]):.2f}x" if all(fits) else "n/a")
+        rows.append([label, f"{one['seconds']:.2f}", f"{two['seconds']:.2f}",
+                     ratio(one["seconds"], two["seconds"]), *each, fit_ratio])
 
 
 def section_c(checkouts):
@@ -410,7 +419,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", help="an older skvae checkout to compare with")
     parser.add_argument("--sections", default="abcde")
-    parser.add_argument("--quick", action="store_true", help="fewer epochs in d and e")
+    parser.add_argument("--quick", action="store_true", help="fewer epochs in b, d and e")
     parser.add_argument("--timeout", type=float,
                         help="kill a measurement after this many seconds; its time "
                              "prints as '> N' (two threads on a busy machine can "
@@ -429,7 +438,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, Python {platform.python_version()}")
     for key in args.sections:
         fn = globals()[f"section_{key}"]
-        fn(checkouts, args.quick) if key in "de" else fn(checkouts)
+        fn(checkouts, args.quick) if key in "bde" else fn(checkouts)
 
 
 if __name__ == "__main__":

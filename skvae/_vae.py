@@ -76,9 +76,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Observation model p(x | z). ``"gaussian"``: real-valued data, modelled
         after standardization (see ``mean_`` and ``scale_``) with a decoded mean
         and a learned variance per feature, at least ``1e-6`` in standardized
-        units, and tails that bound what one value far outside a feature's
-        training range costs (a 1e-4 share of a broad component with the data's
-        typical variance). ``"bernoulli"``: data in [0, 1] such as pixel
+        units and at least the variance of rounding to the feature's
+        resolution (``step**2 / 12`` for values recorded in steps of ``step``,
+        such as whole pixel intensities), and tails that bound what one value
+        far outside a feature's training range costs (a 1e-4 share of a broad
+        component with the data's typical variance). ``"bernoulli"``: data in [0, 1] such as pixel
         intensities; other values raise a ``ValueError``.
 
     init : {"auto", "pca", "factor_analysis", "random"}, default="auto"
