@@ -197,10 +197,14 @@ def feature_resolution(X, max_rows=RESOLUTION_ROWS):
     if n < 2:
         return resolution
     if not sp.issparse(X):
-        values = np.sort(np.asarray(X, dtype=np.float64), axis=0)
-        gaps = np.diff(values, axis=0)
-        gaps[gaps <= 0] = np.inf
-        resolution = gaps.min(axis=0)
+        # a block of columns at a time: the sorted copy stays small (2**21
+        # values, 16 MiB) however wide X is
+        block = max(1, 2**21 // n)
+        for start in range(0, d, block):
+            values = np.sort(np.asarray(X[:, start:start + block], dtype=np.float64), axis=0)
+            gaps = np.diff(values, axis=0)
+            gaps[gaps <= 0] = np.inf
+            resolution[start:start + block] = gaps.min(axis=0)
     else:
         X = sp.csc_matrix(X)
         for j in range(d):

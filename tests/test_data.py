@@ -370,3 +370,12 @@ def test_feature_resolution_looks_at_evenly_spaced_rows_of_large_data():
     # 100 evenly spaced rows of 0, 0.5, ..., 499.5: 10 or 11 rows apart
     assert feature_resolution(X, max_rows=100) == 5.0
     assert feature_resolution(X[:1]) == 0.0
+
+
+def test_feature_resolution_of_wide_data_goes_a_block_of_columns_at_a_time():
+    # 3,000 rows: 699 columns per block, so 800 columns take two blocks
+    rng = np.random.RandomState(1)
+    steps = rng.choice([0.5, 1.0, 2.0], size=800)
+    X = rng.randint(0, 50, size=(3000, 800)) * steps
+    expected = [np.diff(np.unique(column)).min() for column in X.T]
+    assert_allclose(feature_resolution(X), expected)
