@@ -67,11 +67,12 @@ class GaussianLikelihood(nn.Module):
 
     The decoder gives the mean; each feature has a learned variance, at least
     its floor: :data:`MIN_VARIANCE` in standardized units, or the variance of
-    rounding to the feature's resolution where that is larger
-    (:meth:`set_resolution`: data recorded in whole units, such as pixel
-    intensities or counts, cannot be known better than to a unit, and a model
-    that claims more scores spikes on the recorded values, which depend on
-    which rare values the training rows happened to hold). A broad component of weight
+    rounding to the feature's resolution where that is larger, up to the
+    feature's own variance (:meth:`set_resolution`). Data recorded in whole
+    units, such as pixel intensities or counts, cannot be known better than
+    to a unit; a model that claims more scores spikes on the recorded values,
+    which depend on which rare values the training rows happened to hold. A
+    broad component of weight
     :data:`OUTLIER_WEIGHT` whose variance is the data's typical variance
     (:meth:`set_scale`) keeps a feature that is constant or nearly so in
     the training rows from making one held-out value cost millions of nats,
@@ -143,14 +144,18 @@ class GaussianLikelihood(nn.Module):
             The smallest gap between two distinct values of each feature, in
             standardized units (0 for a constant feature); see
             :func:`skvae._data.feature_resolution`. The floor becomes
-            ``max(min_variance, resolution**2 / 12)``, the variance of a value
-            spread evenly over one step; the learned variances keep their
-            values where they are above it.
+            ``resolution**2 / 12``, the variance of a value spread evenly over
+            one step, but at most 1, the feature's own (standardized)
+            variance: a feature of rare events (0 in 99 % of the rows, 1 in
+            the others) has steps wider than its spread, and the model may
+            still be as good as a Gaussian fitted to that feature alone. Never
+            below ``min_variance``. The learned variances keep their values
+            where they are above it.
         """
         step = torch.as_tensor(np.asarray(resolution, dtype=np.float64))
         with torch.no_grad():
             variance = self.log_variance().to(torch.float64).exp()
-            floor = (step.square() / 12).clamp_min(self.min_variance)
+            floor = (step.square() / 12).clamp(max=1.0).clamp_min(self.min_variance)
             self.variance_floor.copy_(floor)
             self.set_variance(torch.maximum(variance, floor))
         return self

@@ -78,7 +78,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         and a learned variance per feature, at least ``1e-6`` in standardized
         units and at least the variance of rounding to the feature's
         resolution (``step**2 / 12`` for values recorded in steps of ``step``,
-        such as whole pixel intensities), and tails that bound what one value
+        such as whole pixel intensities, up to the feature's own variance),
+        and tails that bound what one value
         far outside a feature's training range costs (a 1e-4 share of a broad
         component with the data's typical variance). ``"bernoulli"``: data in [0, 1] such as pixel
         intensities; other values raise a ``ValueError``.
