@@ -250,8 +250,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     likelihood's broad component.
 
     Inference runs in the precision of the input: float64 X is scored and
-    transformed in float64 (exactly reproducible for any batching), float32 X
-    in float32 (faster). Training always runs in float32.
+    transformed in float64 (the same for any batching up to float64 rounding),
+    float32 X in float32 (faster). Training always runs in float32.
 
     References
     ----------
