@@ -452,8 +452,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             mean, scale = self._standardization(X)
             module = self._build_module(X.shape[1], make_generator(derive_seed(call_seed, 0)))
             module.observation.set_scale(scale)
-            if LIKELIHOODS[self.likelihood].standardizes:
-                module.observation.set_resolution(feature_resolution(X) / scale)
+            module.observation.set_resolution(feature_resolution(X) / scale)
             module = module.to(device)
 
         standardize = observation.standardizes
