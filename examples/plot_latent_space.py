@@ -31,8 +31,8 @@ vae = VAETransformer(10, random_state=0).fit(X_train)
 # ``method="auto"`` uses t-SNE for more than two components (up to 5000
 # samples, PCA beyond, where t-SNE gets slow). Integer labels with at most 20
 # values get one colour each and a legend. t-SNE keeps neighbourhoods: each
-# digit forms its own cluster, but the distances between clusters and their
-# sizes mean little.
+# digit forms one or two clusters of its own (here the 2s and the 5s come in
+# two groups), but the distances between clusters and their sizes mean little.
 plot_latent_space(vae, X_test, y_test)
 
 # %%
@@ -54,7 +54,7 @@ for ax in axes:
 # %%
 # The last figure shows that ink does not separate the t-SNE clusters (each
 # digit comes in light and heavy versions, side by side in its cluster), while
-# in the PCA view it tends to increase along the second principal component: a
-# direction of the code space that cuts across the digits. Colouring by a
-# quantity other than the labels is a quick way to see what else the codes
-# encode.
+# in the PCA view it shows only a weak trend, rising towards the lower right
+# (larger first, smaller second principal component), where the heavy 0s lie
+# and away from the light 1s at the top. Colouring by a quantity other than the
+# labels is a quick way to see what else the codes encode.

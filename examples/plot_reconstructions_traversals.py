@@ -9,8 +9,8 @@ latent space), :func:`skvae.plotting.plot_latent_traversal` (what each latent
 variable does to the output) and, for two latent variables, the decoded grid of
 the whole 2-D latent space.
 
-You will learn to read these pictures and why some latent dimensions of a VAE
-do nothing at all.
+You will learn to read these pictures, why a latent dimension of a VAE can end
+up doing nothing at all, and how to check which dimensions are used.
 """
 
 # %%
@@ -34,11 +34,11 @@ vae = VAETransformer(16, random_state=0).fit(X_train)
 plot_reconstructions(vae, X_test, n_images=8)
 
 # %%
-# Not all 16 latent variables are used. The KL term pulls each posterior
-# towards the prior N(0, 1); a dimension whose posterior mean is the same for
-# every image carries no information, and the decoder learns to ignore it. The
-# spread of the posterior means over the data tells which dimensions are
-# *active*:
+# A VAE need not use all of its latent variables. The KL term pulls each
+# posterior towards the prior N(0, 1); a dimension whose posterior mean is the
+# same for every image carries no information, and the decoder learns to ignore
+# it. The spread of the posterior means over the data tells which dimensions are
+# *active*. Here all 16 are: the spreads range from 0.75 to 1.1.
 spread = vae.transform(X_train).std(axis=0)
 print("std of the posterior means per latent:", np.round(spread, 2))
 print("active latents (std > 0.1):", np.flatnonzero(spread > 0.1))
@@ -47,7 +47,7 @@ print("active latents (std > 0.1):", np.flatnonzero(spread > 0.1))
 # Traversals: each row starts from the prior mean (all latents 0) and moves one
 # latent variable from -3 to +3 prior standard deviations. The four most active
 # dimensions (top rows) change the digit's shape; the two least active (bottom
-# rows) leave it unchanged.
+# rows) change it much less.
 order = np.argsort(-spread)
 plot_latent_traversal(vae, dims=[*order[:4], *order[-2:]], n_steps=9)
 

@@ -55,11 +55,12 @@ axes[0].set_ylim(top=160)
 # first small bump of the validation curve, too early: its held-out score is a
 # few nats worse. Right: during the 30 warm-up epochs (grey band) the training
 # loss weights the KL term by less than 1, so the curves jump apart and the
-# validation loss (always with the full weight, ``beta``) first rises above its
-# start; early stopping only starts watching when the warm-up is over. This fit
-# then ran to the default budget (3,000 optimizer steps) and scored best of the
-# three, with this seed; one seed is not a comparison of settings (see the
-# spread that ``python -m skvae.demo`` prints).
+# validation loss (always with the full weight, ``beta``) first rises above the
+# linear start, to about 120 nats; early stopping only starts watching when the
+# warm-up is over. This fit was then also ended by early stopping, 46 epochs
+# (the default patience here) after its best epoch, and scored within a nat of
+# the left one, with this seed; one seed is not a comparison of settings (see
+# the spread that ``python -m skvae.demo`` prints).
 #
 # The training loss is averaged over an epoch's mini-batches while the weights
 # change, the validation loss is computed with the end-of-epoch weights: small
