@@ -79,7 +79,7 @@ def main(argv=None):
     X, y = load_digits(return_X_y=True)
     print(f"digits: {X.shape[0]} images of {X.shape[1]} pixels (values 0-16); "
           f"80/20 stratified split, seed 0; VAE seeds 0-{args.seeds - 1}; fitting "
-          f"{len(args.n_components) * args.seeds} VAEs (a minute or two on 2 cores) ...")
+          f"{len(args.n_components) * args.seeds} VAEs (under a minute on 2 idle cores) ...")
     vae_params = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
     # the seeds in parallel processes: each fit uses one thread (n_threads="auto"
     # on models this small), so they do not compete for threads
