@@ -587,7 +587,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """``n_iter_no_change`` in epochs, for ``n_rows`` training rows."""
         if self.n_iter_no_change != "auto":
             return self.n_iter_no_change
-        return max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / self._steps_per_epoch(n_rows)))
+        steps = self._steps_per_epoch(n_rows)
+        return max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / steps))
 
     def _build_net(self, module, device, seed, noise_seed, epochs, valid, *, loss_offset=0.0,
                    patience=10):

@@ -193,7 +193,8 @@ def test_the_variance_floor_is_the_rounding_variance_of_each_feature(digits):
         # pixel has steps wider than its spread
         expected = np.clip((gaps / vae.scale_) ** 2 / 12, observation.min_variance, 1.0)
         assert_allclose(floor, expected, rtol=1e-6)
-        assert (observation.log_variance().double().exp().detach().numpy() >= floor * (1 - 1e-6)).all()
+        variance = observation.log_variance().double().exp().detach().numpy()
+        assert (variance >= floor * (1 - 1e-6)).all()
         floors.append(floor)
     # the floor comes from all the rows given to fit, not from the training
     # rows that this seed's early-stopping split left
@@ -201,7 +202,8 @@ def test_the_variance_floor_is_the_rounding_variance_of_each_feature(digits):
 
 
 def test_continuous_data_keep_the_small_floor(factor_data):
-    vae = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(factor_data[0])
+    vae = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=2, random_state=0)
+    vae.fit(factor_data[0])
     assert_allclose(vae.module_.observation.variance_floor.numpy(), 1e-6, rtol=1e-5)
 
 
