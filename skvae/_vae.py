@@ -79,10 +79,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         units and at least the variance of rounding to the feature's
         resolution (``step**2 / 12`` for values recorded in steps of ``step``,
         such as whole pixel intensities, up to the feature's own variance),
-        and tails that bound what one value
-        far outside a feature's training range costs (a 1e-4 share of a broad
-        component with the data's typical variance). ``"bernoulli"``: data in [0, 1] such as pixel
-        intensities; other values raise a ``ValueError``.
+        and tails that bound what one value far outside a feature's training
+        range costs (a 1e-4 share of a broad component with the data's typical
+        variance). ``"bernoulli"``: data in [0, 1] such as pixel intensities;
+        other values raise a ``ValueError``.
 
     init : {"auto", "pca", "factor_analysis", "random"}, default="auto"
         Where training starts. The network has a linear path beside each MLP,
