@@ -49,10 +49,60 @@ def robust_gaussian_log_likelihood(x, mean, log_var, outlier_log_var,
     training (a pixel that was always blank) costs at most about
     ``-log(outlier_weight)`` plus its squared distance in the broad scale.
     """
+    if torch.is_grad_enabled() and (mean.requires_grad or log_var.requires_grad) \
+            and not (x.requires_grad or outlier_log_var.requires_grad):
+        return _RobustGaussianLogLikelihood.apply(x, mean, log_var, outlier_log_var,
+                                                  outlier_weight)
     z2 = (x - mean).square()
     core = math.log1p(-outlier_weight) - 0.5 * (log_var + z2 * torch.exp(-log_var))
     broad = math.log(outlier_weight) - 0.5 * (outlier_log_var + z2 * torch.exp(-outlier_log_var))
     return (torch.logaddexp(core, broad) - 0.5 * _LOG_2PI).sum(-1)
+
+
+class _RobustGaussianLogLikelihood(torch.autograd.Function):
+    """:func:`robust_gaussian_log_likelihood` with a hand-written backward pass.
+
+    Training spends a quarter of a step on this function when autograd
+    differentiates it term by term on wide data (784 features: 1.5 of 6.5 ms,
+    as much as the rest of the step outside the matrix products). The
+    gradients have a short closed form in the responsibility ``rho`` of the
+    core component: ``d/d mean = (x - mean) * (rho / v + (1 - rho) / o)`` and
+    ``d/d log_var = rho * ((x - mean)**2 / v - 1) / 2`` per element (``v``
+    and ``o`` the two variances). Used only where gradients flow to ``mean``
+    or ``log_var`` (training); scoring evaluates the plain expression.
+    """
+
+    @staticmethod
+    def forward(ctx, x, mean, log_var, outlier_log_var, outlier_weight):
+        residual = x - mean
+        z2 = residual.square()
+        precision, outlier_precision = torch.exp(-log_var), torch.exp(-outlier_log_var)
+        core = torch.addcmul(math.log1p(-outlier_weight) - 0.5 * log_var, z2, precision,
+                             value=-0.5)
+        broad = torch.addcmul(math.log(outlier_weight) - 0.5 * outlier_log_var, z2,
+                              outlier_precision, value=-0.5)
+        out = torch.logaddexp(core, broad).sum(-1) - 0.5 * _LOG_2PI * x.shape[-1]
+        # core - broad: the logit of the core component's responsibility
+        ctx.save_for_backward(residual, z2, core.sub_(broad), precision, outlier_precision)
+        ctx.shapes = mean.shape, log_var.shape
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        residual, z2, logit, precision, outlier_precision = ctx.saved_tensors
+        mean_shape, log_var_shape = ctx.shapes
+        rho = torch.sigmoid(logit)
+        grad = grad.unsqueeze(-1)
+        grad_mean = grad_log_var = None
+        if ctx.needs_input_grad[1]:
+            weight = torch.addcmul(outlier_precision, rho, precision - outlier_precision)
+            grad_mean = (residual * weight).mul_(grad).sum_to_size(mean_shape)
+        if ctx.needs_input_grad[2]:
+            rho = rho.mul_(grad)
+            grad_log_var = 0.5 * (precision * (rho * z2).sum_to_size(log_var_shape)
+                                  - rho.sum_to_size(log_var_shape))
+        return None, grad_mean, grad_log_var, None, None
 
 
 def bernoulli_log_likelihood(x, logits):

@@ -13,6 +13,7 @@ import skvae._losses
 from skvae._losses import (MAX_IMPORTANCE_SAMPLES, RowNoise, bernoulli_log_likelihood, elbo,
                            gaussian_kl, gaussian_log_likelihood, iwae_bound, kl_weight,
                            reconstruction_log_likelihood, standard_normal_log_density)
+from skvae._likelihoods import robust_gaussian_log_likelihood
 from skvae._module import VAEModule
 
 
@@ -60,6 +61,63 @@ def test_gaussian_log_likelihood_broadcasts_leading_axes():
     assert result.shape == (3, 5)
     assert_allclose(result[:, 2].numpy(),
                     gaussian_log_likelihood(x[:, 0], mean[:, 2], log_var).numpy())
+
+
+def _robust_by_autograd(x, mean, log_var, outlier_log_var, weight=1e-4):
+    """The robust likelihood's expression, differentiated term by term by autograd."""
+    z2 = (x - mean).square()
+    core = math.log1p(-weight) - 0.5 * (log_var + z2 * torch.exp(-log_var))
+    broad = math.log(weight) - 0.5 * (outlier_log_var + z2 * torch.exp(-outlier_log_var))
+    return (torch.logaddexp(core, broad) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def _robust_inputs(x_shape, mean_shape, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    d = x_shape[-1]
+    x = torch.randn(x_shape, generator=gen, dtype=dtype)
+    x[0, ..., 0] = 40.0  # an outlier: the broad component carries it
+    mean = torch.randn(mean_shape, generator=gen, dtype=dtype).requires_grad_()
+    log_var = (torch.randn(d, generator=gen, dtype=dtype) - 3).requires_grad_()
+    outlier_log_var = torch.randn(d, generator=gen, dtype=dtype)
+    return x, mean, log_var, outlier_log_var
+
+
+def test_robust_gaussian_gradients_pass_gradcheck():
+    x, mean, log_var, outlier_log_var = _robust_inputs((4, 6), (4, 6), torch.float64)
+    out = robust_gaussian_log_likelihood(x, mean, log_var, outlier_log_var)
+    assert type(out.grad_fn).__name__ == "_RobustGaussianLogLikelihoodBackward"
+    assert torch.autograd.gradcheck(
+        lambda m, v: robust_gaussian_log_likelihood(x, m, v, outlier_log_var),
+        (mean, log_var))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("x_shape, mean_shape", [((5, 7), (5, 7)), ((5, 1, 7), (5, 3, 7))])
+def test_robust_gaussian_hand_written_backward_matches_autograd(dtype, rtol, x_shape,
+                                                                mean_shape):
+    # training differentiates the likelihood by hand: the same values and
+    # gradients as autograd on the expression, for the ELBO's (n, d) and the
+    # IWAE's broadcast (n, 1, d) against (n, K, d)
+    x, mean, log_var, outlier_log_var = _robust_inputs(x_shape, mean_shape, dtype)
+    expected = _robust_by_autograd(x, mean, log_var, outlier_log_var)
+    out = robust_gaussian_log_likelihood(x, mean, log_var, outlier_log_var)
+    assert_allclose(out.detach(), expected.detach(), rtol=rtol)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    want = torch.autograd.grad((expected * weights).sum(), (mean, log_var))
+    got = torch.autograd.grad((out * weights).sum(), (mean, log_var))
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        assert_allclose(g, w, rtol=rtol, atol=rtol * float(w.abs().max()))
+
+
+def test_robust_gaussian_without_gradients_is_the_expression():
+    # scoring (no gradients) evaluates the expression itself, bit for bit
+    x, mean, log_var, outlier_log_var = _robust_inputs((4, 6), (4, 6), torch.float32)
+    with torch.no_grad():
+        out = robust_gaussian_log_likelihood(x, mean, log_var, outlier_log_var)
+        expected = _robust_by_autograd(x, mean, log_var, outlier_log_var)
+    assert out.grad_fn is None
+    assert_array_equal(out, expected)
 
 
 def test_bernoulli_log_likelihood_matches_scipy_for_binary_data():
