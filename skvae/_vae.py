@@ -35,7 +35,7 @@ from ._utils import (adam_options, check_device_name, derive_seed, make_generato
                      resolve_device)
 
 #: max_epochs="auto": epochs for this many optimizer steps, and at least AUTO_MIN_EPOCHS
-AUTO_STEPS, AUTO_MIN_EPOCHS = 3_000, 100
+AUTO_STEPS, AUTO_MIN_EPOCHS = 2_500, 80
 #: n_iter_no_change="auto": this many steps of patience, and at least AUTO_MIN_PATIENCE epochs
 AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE = 500, 20
 
@@ -108,7 +108,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: enough epochs for
-        3,000 optimizer steps, and at least 100 (on 150 rows an epoch is one
+        2,500 optimizer steps, and at least 80 (on 150 rows an epoch is one
         step; on 60,000 rows, 469). Early stopping usually ends the fit first.
 
     batch_size : int, default=128
