@@ -640,8 +640,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
         module.eval()
         work = inference_work(module, X.shape[0], width * width_factor)
-        with torch.inference_mode(), limit_threads(self.n_threads, work,
-                                                   device):
+        with torch.inference_mode(), limit_threads(self.n_threads, work, device):
             return inference_map(functools.partial(fn, module), X, tail,
                                  mean=self.mean_ if standardize else None,
                                  scale=self.scale_ if standardize else None,
