@@ -27,6 +27,16 @@ MIN_VARIANCE = 1e-6
 #: Prior weight of the Gaussian likelihood's broad outlier component.
 OUTLIER_WEIGHT = 1e-4
 
+#: The Gaussian variances learn at this multiple of the network's learning rate.
+#: Adam moves a parameter by about one learning rate per step whatever its
+#: gradient, and the log-variance of a feature must travel several units (from
+#: the linear start's noise variance to the noise a nonlinear decoder leaves, a
+#: factor of 1e-4 on a low-noise manifold): at 1e-3 per step it lagged far
+#: behind the decoder's fit. Measured in benchmarks/bench_decoder_bound.py and
+#: docs/defaults.rst; faster (10 and more) lets the variances overfit the
+#: training rows before early stopping can judge the decoder (MNIST).
+VARIANCE_LR_FACTOR = 5.0
+
 
 def _inverse_softplus(y):
     """x with ``softplus(x) == y`` for y > 0, stable for small and large y."""
@@ -128,6 +138,10 @@ class GaussianLikelihood(nn.Module):
     the training rows from making one held-out value cost millions of nats,
     while it costs a typical value ``-log(1 - 1e-4)``, 1e-4 nats per feature.
 
+    The variances learn at :data:`VARIANCE_LR_FACTOR` times the network's
+    learning rate (:attr:`lr_factors`): they are scale parameters, which move
+    by orders of magnitude while the decoder learns.
+
     Parameters
     ----------
     n_features : int
@@ -142,6 +156,8 @@ class GaussianLikelihood(nn.Module):
     name = "gaussian"
     #: data are modelled standardized: ``(X - mean_) / scale_``
     standardizes = True
+    #: parameter name -> multiple of the learning rate it learns at
+    lr_factors = {"raw_variance": VARIANCE_LR_FACTOR}
 
     def __init__(self, n_features, min_variance=MIN_VARIANCE, outlier_weight=OUTLIER_WEIGHT):
         super().__init__()
@@ -241,6 +257,7 @@ class BernoulliLikelihood(nn.Module):
 
     name = "bernoulli"
     standardizes = False
+    lr_factors = {}
 
     def __init__(self, n_features):
         super().__init__()

@@ -26,6 +26,11 @@ Formats
     As 2; the Gaussian likelihood adds its per-feature variance floor (the
     resolution of each feature). A format 2 or 1 network loads with the floor
     it had: its ``min_variance`` for every feature.
+4
+    As 3; the optimizer state holds the Gaussian variances in a group of their
+    own, in front of the other parameters (they learn at
+    ``VARIANCE_LR_FACTOR`` times the learning rate). The one group of a format
+    3 or older state is split in two on load, with Adam's moments kept.
 """
 
 import math
@@ -39,7 +44,7 @@ from ._likelihoods import MIN_VARIANCE
 from ._module import VAEModule
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 3
+FORMAT = 4
 
 #: Parameters that format 2 added, and their values for an older model.
 _FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
@@ -135,6 +140,10 @@ def import_state(state, version):
             )
     if renamed is not None and isinstance(state.get("_optimizer_state"), dict):
         state["_optimizer_state"] = _format_1_optimizer(state["_optimizer_state"], renamed)
+    if fmt <= 3 and isinstance(state.get("_optimizer_state"), dict) \
+            and isinstance(state.get("module_"), VAEModule):
+        state["_optimizer_state"] = _format_3_optimizer(state["_optimizer_state"],
+                                                        state["module_"])
     if fmt <= 1:
         # parameters added in format 2, with the values that describe how those
         # models were trained (from random weights): get_params and clone work
@@ -216,6 +225,27 @@ def _format_1_optimizer(state, renamed):
         groups.append({**group, "params": params})
     return {**state, "param_groups": groups,
             "state": {renamed[i]: value for i, value in state["state"].items()}}
+
+
+def _format_3_optimizer(state, module):
+    """Adam's state of a format 3 or older network, in the groups of format 4.
+
+    Those states have one group, whose parameter ids are the positions of the
+    network's ``named_parameters``. The likelihood's parameters with their
+    own step size (:meth:`VAEModule.parameter_groups`) move to groups of their
+    own in front; their ids, and so their Adam moments, stay as they were.
+    """
+    groups = state.get("param_groups")
+    factors = getattr(getattr(module, "observation", None), "lr_factors", {})
+    if not isinstance(groups, list) or len(groups) != 1 or not factors:
+        return state
+    names = [name for name, _ in module.named_parameters()]
+    own = [names.index(f"observation.{name}") for name in factors]
+    group = groups[0]
+    split = [{**group, "params": [i], "lr": group["lr"] * factor, "lr_factor": factor}
+             for i, factor in zip(own, factors.values())]
+    rest = {**group, "params": [i for i in group["params"] if i not in own]}
+    return {**state, "param_groups": split + [rest]}
 
 
 # ------------------------------------------------------------------- history

@@ -28,7 +28,7 @@ from ._init import INIT_METHODS, linear_start
 from ._likelihoods import LIKELIHOODS
 from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
 from ._module import ACTIVATIONS, VAEModule
-from ._net import VAENet, build_callbacks, mean_latent_kl
+from ._net import VAENet, build_callbacks, mean_latent_kl, optimizer_param_groups
 from ._persistence import export_state, import_state
 from ._threads import fit_work, inference_work, limit_threads
 from ._utils import (adam_options, check_device_name, derive_seed, make_generator, make_seed,
@@ -115,7 +115,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Mini-batch size.
 
     learning_rate : float, default=1e-3
-        Step size of the Adam optimizer.
+        Step size of the Adam optimizer. The Gaussian likelihood's per-feature
+        variances learn at 5 times this rate: they must shrink by orders of
+        magnitude as the decoder fits low-noise data.
 
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of X and stop when the held-out loss
@@ -490,9 +492,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                               patience=self._patience(len(data)))
         net.initialize()
         if resume:
+            # the groups' step sizes as this call sets them: the state carries the old ones
+            factors = [group.get("lr_factor", 1.0) for group in net.optimizer_.param_groups]
             net.optimizer_.load_state_dict(copy.deepcopy(self._optimizer_state))
-            for group in net.optimizer_.param_groups:  # the state carries the old lr
-                group["lr"] = self.learning_rate
+            for group, factor in zip(net.optimizer_.param_groups, factors):
+                group["lr"], group["lr_factor"] = self.learning_rate * factor, factor
             # a new list of the same epoch records: training appends epochs and
             # writes only to the newest, so self.history_ stays as it was (for a
             # failed call) without a deep copy that grows with every epoch
@@ -608,6 +612,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             callbacks=copy.deepcopy(self.callbacks) or [],
             optimizer=torch.optim.Adam,
             lr=self.learning_rate,
+            optimizer__param_groups=optimizer_param_groups(module, self.learning_rate),
             **{f"optimizer__{k}": v for k, v in adam_options(device).items()},
             max_epochs=epochs,
             batch_size=self.batch_size,

@@ -26,6 +26,7 @@ from skorch.history import History
 import skvae
 from skvae import VAETransformer
 from skvae._module import ACTIVATIONS
+from skvae._likelihoods import VARIANCE_LR_FACTOR
 from skvae._persistence import FORMAT
 
 DATA = Path(__file__).parent / "data"
@@ -62,7 +63,7 @@ def test_state_holds_numpy_and_builtins_only(fitted_for, likelihood):
                tuple)
     assert all(isinstance(value, allowed) for value in _walk(state))
     assert state["_skvae_version"] == skvae.__version__
-    assert state["_skvae_format"] == FORMAT == 3
+    assert state["_skvae_format"] == FORMAT == 4
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
@@ -283,6 +284,36 @@ def test_format_2_state_loads_with_one_variance_floor():
     loaded.__setstate__(state)
     assert_allclose(loaded.module_.observation.variance_floor.numpy(), 1e-6)
     assert_allclose(loaded.score_samples(X), est.score_samples(X), rtol=1e-12)
+
+
+def test_format_3_optimizer_state_is_split_into_the_variance_group():
+    """Format 3 trained every parameter in one Adam group; format 4 gives the variances
+    their own step size. A format 3 model keeps training as if saved in format 4."""
+    X = np.random.RandomState(0).randn(80, 5)
+    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0).fit(X)
+    state = est.__getstate__()
+    saved = state["_optimizer_state"]
+    assert [len(group["params"]) for group in saved["param_groups"]] == [1, 10]
+    # the layout of format 3: one group, parameter ids = positions in named_parameters
+    names = [name for name, _ in est.module_.named_parameters()]
+    order = ["observation.raw_variance"] + [n for n in names if n != "observation.raw_variance"]
+    position = {i: names.index(name) for i, name in enumerate(order)}
+    group = {**saved["param_groups"][1], "params": list(range(len(names)))}
+    state["_optimizer_state"] = {
+        "state": {position[i]: value for i, value in saved["state"].items()},
+        "param_groups": [group]}
+    state["_skvae_format"] = 3
+    loaded = VAETransformer.__new__(VAETransformer)
+    loaded.__setstate__(state)
+    groups = loaded._optimizer_state["param_groups"]
+    assert [g["params"] for g in groups] == [[names.index("observation.raw_variance")],
+                                            [position[i] for i in range(1, len(names))]]
+    assert groups[0]["lr_factor"] == VARIANCE_LR_FACTOR
+    # the same moments for the same parameters: training continues identically
+    a = copy.deepcopy(est).partial_fit(X)
+    b = loaded.partial_fit(X)
+    assert_array_equal(a.transform(X), b.transform(X))
+    assert_array_equal(a.score_samples(X), b.score_samples(X))
 
 
 if __name__ == "__main__":
