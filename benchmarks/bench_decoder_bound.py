@@ -8,8 +8,9 @@ job, a regression). It hands the decoder the true 2-D coordinates of each row, t
 angle and height of ``sklearn.datasets.make_swiss_roll`` / ``make_s_curve``
 (standardized), so that no encoder, posterior noise or KL term is involved, and trains
 it as ``VAETransformer(2)`` trains its decoder: the same module, likelihood, batch size,
-learning rate and 2,500 Adam steps, its linear path started at the least-squares fit of
-the data on the coordinates and its nonlinear residual at zero.
+learning rates and number of Adam steps (the budget of ``max_epochs="auto"``), its
+linear path started at the least-squares fit of the data on the coordinates and its
+nonlinear residual at zero.
 
 For each data set, seed and learning rate of the per-feature variances it prints the
 mean held-out ``log p(x | z_true)`` per row in nats, in the units of the data (the 80/20
@@ -37,6 +38,7 @@ from sklearn.model_selection import train_test_split
 from skvae import VAETransformer
 from skvae._data import feature_resolution
 from skvae._likelihoods import VARIANCE_LR_FACTOR
+from skvae._vae import AUTO_STEPS
 from skvae._utils import make_generator
 
 #: name -> (function of random_state giving (X 3-D, angle), embedding dim, noise, seed)
@@ -48,7 +50,7 @@ DATASETS = {
 
 #: the variances' learning rate, as a multiple of the network's: skvae's and before it
 FACTORS = (VARIANCE_LR_FACTOR, 1.0)
-STEPS = 2_500
+STEPS = AUTO_STEPS
 
 
 def load(name):

@@ -35,7 +35,7 @@ from ._utils import (adam_options, check_device_name, derive_seed, make_generato
                      resolve_device)
 
 #: max_epochs="auto": epochs for this many optimizer steps, and at least AUTO_MIN_EPOCHS
-AUTO_STEPS, AUTO_MIN_EPOCHS = 2_500, 80
+AUTO_STEPS, AUTO_MIN_EPOCHS = 2_000, 60
 #: n_iter_no_change="auto": this many steps of patience, and at least AUTO_MIN_PATIENCE epochs
 AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE = 500, 20
 
@@ -108,8 +108,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: enough epochs for
-        2,500 optimizer steps, and at least 80 (on 150 rows an epoch is one
-        step; on 60,000 rows, 469). Early stopping usually ends the fit first.
+        2,000 optimizer steps, and at least 60 (an epoch is two steps on 150
+        rows, 469 on 60,000). Early stopping usually ends the fit first.
 
     batch_size : int, default=128
         Mini-batch size.
