@@ -68,6 +68,12 @@ def peak_rss_growth(case):
     root = os.path.dirname(os.path.dirname(os.path.abspath(skvae.__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # glibc serves a block from the heap once a freed block of its size raised the
+    # dynamic mmap threshold, and keeps freed heap memory: whether two 8 MiB batches
+    # stayed resident varied between runs of the same call (inverse_transform: 86 to
+    # 117 MiB). A fixed threshold returns every large block on free, so the peak is
+    # what skvae holds (73-74 MiB in every run).
+    env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(case)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
