@@ -25,8 +25,8 @@ from skorch.history import History
 
 import skvae
 from skvae import VAETransformer
-from skvae._module import ACTIVATIONS
 from skvae._likelihoods import VARIANCE_LR_FACTOR
+from skvae._module import ACTIVATIONS
 from skvae._persistence import FORMAT
 
 DATA = Path(__file__).parent / "data"
