@@ -431,14 +431,14 @@ class WarmupEarlyStopping(EarlyStopping):
 def optimizer_param_groups(module, learning_rate):
     """skorch's ``optimizer__param_groups`` for ``module``: the likelihood's step sizes.
 
-    Each likelihood parameter named in its ``lr_factors`` (the Gaussian
-    variances) gets a group of its own at ``learning_rate`` times its factor,
-    kept in the group as ``lr_factor``; skorch puts the other parameters in a
-    last group at the net's ``lr``. See :meth:`VAEModule.parameter_groups`,
-    the same groups for a plain ``torch.optim`` optimizer.
+    Each parameter of ``module.lr_factors()`` (the Gaussian variances) gets a
+    group of its own at ``learning_rate`` times its factor, kept in the group as
+    ``lr_factor``; skorch puts the other parameters in a last group at the
+    net's ``lr``. See :meth:`VAEModule.parameter_groups`, the same groups for a
+    plain ``torch.optim`` optimizer.
     """
-    return [(f"observation.{name}", {"lr": learning_rate * factor, "lr_factor": factor})
-            for name, factor in module.observation.lr_factors.items()]
+    return [(name, {"lr": learning_rate * factor, "lr_factor": factor})
+            for name, factor in module.lr_factors().items()]
 
 
 def build_callbacks(*, beta, kl_warmup_epochs, learning_rate, early_stopping,

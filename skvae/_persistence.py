@@ -231,16 +231,16 @@ def _format_3_optimizer(state, module):
     """Adam's state of a format 3 or older network, in the groups of format 4.
 
     Those states have one group, whose parameter ids are the positions of the
-    network's ``named_parameters``. The likelihood's parameters with their
-    own step size (:meth:`VAEModule.parameter_groups`) move to groups of their
-    own in front; their ids, and so their Adam moments, stay as they were.
+    network's ``named_parameters``. The parameters with a step size of their
+    own (:meth:`VAEModule.lr_factors`) move to groups of their own in front;
+    their ids, and so their Adam moments, stay as they were.
     """
     groups = state.get("param_groups")
-    factors = getattr(getattr(module, "observation", None), "lr_factors", {})
+    factors = module.lr_factors() if hasattr(module, "observation") else {}
     if not isinstance(groups, list) or len(groups) != 1 or not factors:
         return state
     names = [name for name, _ in module.named_parameters()]
-    own = [names.index(f"observation.{name}") for name in factors]
+    own = [names.index(name) for name in factors]
     group = groups[0]
     split = [{**group, "params": [i], "lr": group["lr"] * factor, "lr_factor": factor}
              for i, factor in zip(own, factors.values())]
