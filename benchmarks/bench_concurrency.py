@@ -161,6 +161,7 @@ class HandLoop:
         import torch
         from skvae._losses import RowNoise, elbo
         from skvae._module import VAEModule
+        from skvae._training import parameter_groups
         from skvae._utils import adam_options
 
         gen = torch.Generator().manual_seed(0)
@@ -173,7 +174,8 @@ class HandLoop:
             module = VAEModule(X.shape[1], n_components, hidden)
         self.module = module.to(torch.float32).to_empty(device="cpu").reset_parameters(gen)
         self.module.observation.set_scale(np.ones(X.shape[1]))
-        self.opt = torch.optim.Adam(self.module.parameter_groups(1e-3), **adam_options("cpu"))
+        self.opt = torch.optim.Adam(parameter_groups(self.module, 1e-3),
+                                    **adam_options("cpu"))
         self.gen, self.batch_size, self.elbo = gen, batch_size, elbo
         self.valid_eps = RowNoise(0, n_components)(self.valid, 1)[:, 0]
         self.steps_per_epoch = -(-len(self.train) // batch_size)

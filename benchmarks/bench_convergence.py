@@ -8,7 +8,7 @@ kind of start with the same stopping rule:
 
 * the same ``skvae._module.VAEModule`` (default layers), started from the better of
   PCA and factor analysis on the held-out rows (``skvae._init.linear_start``);
-* Adam (lr 1e-3, the variances at 5e-3: ``VAEModule.parameter_groups``), batch 128,
+* Adam (lr 1e-3, the variances at 5e-3: ``skvae._training.parameter_groups``), batch 128,
   reshuffled every epoch, one reparameterised draw;
 * the validation ELBO after every epoch; the starting weights compete as epoch 0;
   stop when ``patience`` epochs (skvae's ``n_iter_no_change="auto"``) brought no
@@ -44,6 +44,7 @@ from skvae._init import linear_start
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
 from skvae._threads import auto_n_threads, step_macs
+from skvae._training import parameter_groups, resolve_max_epochs, resolve_n_iter_no_change
 from skvae._utils import adam_options
 
 from bench_quality import _cpu_model  # this folder is on sys.path when run as a script
@@ -110,7 +111,7 @@ def hand_fit(X, k, seed, threads, max_epochs, patience, batch_size=128):
         x_valid = valid.take(torch.arange(len(valid)))
         valid_eps = noise(x_valid, 1)[:, 0]
         offset = float(np.log(scale).sum())
-        opt = torch.optim.Adam(module.parameter_groups(1e-3), **adam_options("cpu"))
+        opt = torch.optim.Adam(parameter_groups(module, 1e-3), **adam_options("cpu"))
 
         def valid_loss():
             module.eval()
@@ -163,12 +164,9 @@ def main(argv=None):
     for name in names:
         loader, k = DATASETS[name]
         X = np.asarray(loader(), dtype=np.float64)
-        probe = VAETransformer(k)
         n_train = len(X) - math.ceil(0.1 * len(X))  # validation_split's rows
-        steps = probe._steps_per_epoch(n_train)
-        from skvae._vae import AUTO_MIN_EPOCHS, AUTO_STEPS
-        max_epochs = max(AUTO_MIN_EPOCHS, math.ceil(AUTO_STEPS / steps))
-        patience = probe._patience(n_train)
+        max_epochs = resolve_max_epochs("auto", n_train, 128)
+        patience = resolve_n_iter_no_change("auto", n_train, 128)
         threads = auto_n_threads(step_macs(X.shape[1], k, (256, 128), 128),
                                  torch.get_num_threads())
         runs = {"skvae": [], "hand": []}

@@ -38,7 +38,7 @@ from sklearn.model_selection import train_test_split
 from skvae import VAETransformer
 from skvae._data import feature_resolution
 from skvae._likelihoods import VARIANCE_LR_FACTOR
-from skvae._vae import AUTO_STEPS
+from skvae._training import AUTO_STEPS, build_module, parameter_groups
 from skvae._utils import make_generator
 
 #: name -> (function of random_state giving (X 3-D, angle), embedding dim, noise, seed)
@@ -77,7 +77,7 @@ def fit_decoder(X_train, X_test, Z_train, Z_test, seed, factor):
 
     x, x_test = tensor((X_train - mean) / scale), tensor((X_test - mean) / scale)
     z, z_test = tensor((Z_train - z_mean) / z_scale), tensor((Z_test - z_mean) / z_scale)
-    module = vae._build_module(X_train.shape[1], make_generator(seed))
+    module = build_module(X_train.shape[1], vae.get_params(), make_generator(seed))
     module.observation.set_scale(scale)
     module.observation.set_resolution(feature_resolution(X_train) / scale)
     # the linear start: least squares of x on z, the residual at zero
@@ -90,8 +90,8 @@ def fit_decoder(X_train, X_test, Z_train, Z_test, seed, factor):
         module.decoder_head.bias.copy_(tensor(coef[2]))
         module.observation.set_variance(torch.as_tensor(residual_var))
     # the encoder's parameters get no gradient here, so Adam leaves them alone
-    groups = module.parameter_groups(vae.learning_rate)
-    groups[0]["lr"] = vae.learning_rate * factor  # the variances
+    groups = parameter_groups(module, vae.learning_rate)
+    groups[0]["lr"] = vae.learning_rate * factor  # the variances, at the factor under study
     optimizer = torch.optim.Adam(groups)
     generator = torch.Generator().manual_seed(seed)
     done = 0

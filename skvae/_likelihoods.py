@@ -156,6 +156,7 @@ class GaussianLikelihood(nn.Module):
     name = "gaussian"
     #: data are modelled standardized: ``(X - mean_) / scale_``
     standardizes = True
+    standardize = supports_linear_start = pins_constant_features = True  # TEMP until merge
     #: parameter name -> multiple of the learning rate it learns at
     lr_factors = {"raw_variance": VARIANCE_LR_FACTOR}
 
@@ -257,6 +258,7 @@ class BernoulliLikelihood(nn.Module):
 
     name = "bernoulli"
     standardizes = False
+    standardize = supports_linear_start = pins_constant_features = False  # TEMP until merge
     lr_factors = {}
 
     def __init__(self, n_features):

@@ -144,38 +144,12 @@ class VAEModule(nn.Module):
         """Parameters with a step size of their own: full name -> multiple of the rate.
 
         The likelihood's ``lr_factors`` (the Gaussian variances), under the
-        names ``named_parameters`` gives them; the one source of the optimizer
-        groups of :meth:`parameter_groups`, of
-        :func:`skvae._net.optimizer_param_groups` and of saved states of format 3.
+        names ``named_parameters`` gives them. The optimizer policy built on
+        them (the groups and their step sizes) lives in the training home:
+        :func:`skvae._training.parameter_groups`.
         """
         return {f"observation.{name}": factor
                 for name, factor in self.observation.lr_factors.items()}
-
-    def parameter_groups(self, learning_rate):
-        """Parameter groups for a ``torch.optim`` optimizer, as skvae trains the module.
-
-        The parameters of :meth:`lr_factors` (the Gaussian variances) come
-        first, one group each at ``learning_rate`` times their factor; every
-        other parameter follows in one group at ``learning_rate``. The order
-        is that of skorch's ``param_groups``
-        (:func:`skvae._net.optimizer_param_groups`), so an optimizer state
-        saved by either fits the other.
-
-        Parameters
-        ----------
-        learning_rate : float
-
-        Returns
-        -------
-        groups : list of dict
-            Each with ``params``, ``lr`` and ``lr_factor``.
-        """
-        factors = self.lr_factors()
-        named = dict(self.named_parameters())
-        groups = [{"params": [named[name]], "lr": learning_rate * factor, "lr_factor": factor}
-                  for name, factor in factors.items()]
-        rest = [param for name, param in named.items() if name not in factors]
-        return groups + [{"params": rest, "lr": learning_rate, "lr_factor": 1.0}]
 
     def set_input_range(self, low, high):
         """Clip the encoder's input to ``[low, high]`` per feature (model units).

@@ -1,12 +1,18 @@
 """Training through skorch: the ``NeuralNet`` subclass and skvae's callbacks.
 
-The estimator builds one :class:`VAENet` per call to ``fit`` or ``partial_fit``
-(see ``VAETransformer._build_net``); users never see it. Only skorch's documented
-extension points are overridden: ``get_loss``, ``train_step_single``,
-``validation_step``, ``get_default_callbacks``, and, for speed, ``train_step`` (no
-optimizer closure), ``run_single_epoch`` (which reads the batch losses off the
-GPU once per epoch instead of once per batch) and ``notify`` (which skips the
-callbacks that do not implement a hook).
+The training home (``_training.py``) builds one :class:`VAENet` per call to ``fit``
+or ``partial_fit``; users never see it. The net builds skvae's callbacks from its
+own parameters (``beta``, ``kl_warmup_epochs``, ``n_iter_no_change``) in
+``get_default_callbacks``, as skorch's own nets do.
+
+skvae overrides public skorch methods only, listed with the signatures it relies
+on in :data:`SKORCH_HOOKS` (``tests/test_net.py`` checks them against the installed
+skorch, so a skorch release that changes one fails loudly): ``get_loss``,
+``train_step_single``, ``validation_step``, ``get_default_callbacks``, and, for
+speed, ``train_step`` (no optimizer closure), ``run_single_epoch`` (which reads the
+batch losses off the GPU once per epoch instead of once per batch) and ``notify``
+(which skips the callbacks that do not implement a hook). Early stopping is
+skvae's own callback, so no private state of skorch's ``EarlyStopping`` is read.
 """
 
 import copy
@@ -16,11 +22,23 @@ import sys
 import torch
 import tqdm.auto
 from skorch import NeuralNet
-from skorch.callbacks import (Callback, EarlyStopping, EpochTimer, PassthroughScoring,
-                              PrintLog, ProgressBar)
+from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog, ProgressBar
 from skorch.utils import TeeGenerator
 
 from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
+
+#: The skorch methods that VAENet overrides and skorch's training loop calls, with
+#: the signatures skvae relies on. All are public; tests/test_net.py compares them
+#: with the installed skorch, so a release that changes one fails there, loudly,
+#: before it can change training silently.
+SKORCH_HOOKS = {
+    "get_default_callbacks": "(self)",
+    "notify": "(self, method_name, **cb_kwargs)",
+    "run_single_epoch": "(self, iterator, training, prefix, step_fn, **fit_params)",
+    "train_step": "(self, batch, **fit_params)",
+    "train_step_single": "(self, batch, **fit_params)",
+    "validation_step": "(self, batch, **fit_params)",
+}
 
 
 class NegativeELBO(torch.nn.Module):
@@ -33,16 +51,13 @@ class NegativeELBO(torch.nn.Module):
 class KLWarmup(Callback):
     """Set the KL weight at the start of each epoch (linear warm-up to ``beta``).
 
-    The weight comes from :func:`skvae._losses.kl_weight` and is recorded in the
-    history as ``kl_weight``. Epochs count across ``partial_fit`` calls.
+    The weight comes from :func:`skvae._losses.kl_weight` of the net's ``beta``
+    and ``kl_warmup_epochs``, is set as the net's ``kl_weight_`` and recorded in
+    the history as ``kl_weight``. Epochs count across ``partial_fit`` calls.
     """
 
-    def __init__(self, beta=1.0, warmup_epochs=0):
-        self.beta = beta
-        self.warmup_epochs = warmup_epochs
-
     def on_epoch_begin(self, net, **kwargs):
-        weight = kl_weight(len(net.history) - 1, self.beta, self.warmup_epochs)
+        weight = kl_weight(len(net.history) - 1, net.beta, net.kl_warmup_epochs)
         net.kl_weight_ = weight
         net.history.record("kl_weight", weight)
 
@@ -53,11 +68,9 @@ class FiniteLossCheck(Callback):
     The epoch's losses are checked at the end of every epoch. The weights are
     checked once, when training ends: the losses of an epoch are computed
     before each step, so only a diverged last step shows in the weights alone
-    (an earlier one makes the next loss non-finite).
+    (an earlier one makes the next loss non-finite). The message names the
+    net's learning rate ``lr``.
     """
-
-    def __init__(self, learning_rate=None):
-        self.learning_rate = learning_rate
 
     def on_epoch_end(self, net, **kwargs):
         for key, name in (("train_loss", "training"), ("valid_loss", "validation")):
@@ -66,7 +79,7 @@ class FiniteLossCheck(Callback):
                 raise ValueError(
                     f"The {name} loss became {value} at epoch "
                     f"{len(net.history)}: the optimisation diverged. Lower "
-                    f"learning_rate (got {self.learning_rate}), or check the data "
+                    f"learning_rate (got {net.lr}), or check the data "
                     "for extreme values."
                 )
 
@@ -77,7 +90,7 @@ class FiniteLossCheck(Callback):
             raise ValueError(
                 f"The model's weights became non-finite at epoch {len(net.history)}: "
                 f"the optimisation diverged. Lower learning_rate (got "
-                f"{self.learning_rate}), or check the data for extreme values."
+                f"{net.lr}), or check the data for extreme values."
             )
 
 
@@ -188,14 +201,19 @@ class VAENet(NeuralNet):
     module : VAEModule
         An initialised module; it is trained in place.
     beta : float
-        KL weight of the validation loss (the objective once warm-up is over).
+        KL weight of the objective once the warm-up is over, and of the
+        validation loss throughout.
+    kl_warmup_epochs : int, default=0
+        Epochs over which the KL weight of training rises from 0 to ``beta``
+        (:class:`KLWarmup`); early stopping starts watching after them.
+    n_iter_no_change : int or None, default=None
+        Patience of early stopping in epochs (:class:`WarmupEarlyStopping`,
+        which needs a validation split); None: no early stopping.
     noise_generator : torch.Generator
         Source of the reparameterisation noise, on the training device.
     valid_noise : callable
         ``valid_noise(x, 1)`` gives the deterministic noise of the validation
         loss (:class:`skvae._losses.RowNoise`).
-    skvae_callbacks : list of (name, Callback)
-        skvae's own callbacks; they run before the user's ``callbacks``.
     loss_offset : float, default=0.0
         Added to every loss the history records (``train_loss``,
         ``valid_loss``, per batch and per epoch), in float64: ``sum(log(scale))``
@@ -207,15 +225,30 @@ class VAENet(NeuralNet):
         Passed to :class:`skorch.NeuralNet`.
     """
 
-    def __init__(self, module, *, beta=1.0, noise_generator=None, valid_noise=None,
-                 skvae_callbacks=(), loss_offset=0.0, **kwargs):
+    def __init__(self, module, *, beta=1.0, kl_warmup_epochs=0, n_iter_no_change=None,
+                 noise_generator=None, valid_noise=None, loss_offset=0.0, **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
         self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.n_iter_no_change = n_iter_no_change
         self.loss_offset = loss_offset
         self.noise_generator = noise_generator
         self.valid_noise = valid_noise
-        self.skvae_callbacks = skvae_callbacks
         self.kl_weight_ = beta
+
+    def skvae_callbacks(self):
+        """skvae's own callbacks, from the net's parameters, in the order they run.
+
+        The KL warm-up, the finite-loss check and, with ``n_iter_no_change``,
+        early stopping that restores the best weights. They run after skorch's
+        timing and loss bookkeeping and before the table and the user's
+        ``callbacks``.
+        """
+        callbacks = [("kl_warmup", KLWarmup()), ("finite_loss", FiniteLossCheck())]
+        if self.n_iter_no_change is not None:
+            callbacks.append(("early_stopping", WarmupEarlyStopping(
+                patience=self.n_iter_no_change, start_epoch=self.kl_warmup_epochs)))
+        return callbacks
 
     def get_default_callbacks(self):
         callbacks = [
@@ -228,12 +261,13 @@ class VAENet(NeuralNet):
         # skvae's callbacks can print or stop training
         if self.verbose >= 2 and _interactive(sys.stderr):
             callbacks.append(("progress_bar", TrainingProgressBar()))
-        callbacks.extend(self.skvae_callbacks)
+        own = self.skvae_callbacks()
+        callbacks.extend(own)
         if self.verbose >= 1:
             table = EpochTable(keys_ignored=["kl_weight"], colors=_interactive(sys.stdout))
             callbacks.append(("print_log", table))
-            for _, callback in self.skvae_callbacks:
-                if isinstance(callback, EarlyStopping):
+            for _, callback in own:
+                if isinstance(callback, WarmupEarlyStopping):
                     # "Stopping since ..." after the row of the epoch that stops
                     callback.sink = table.write
         return callbacks
@@ -328,20 +362,20 @@ class VAENet(NeuralNet):
         list for ``on_grad_computed`` at every step. skvae's optimizer is Adam,
         which needs no closure, and ``on_grad_computed`` is sent only when a
         callback implements it (gradient clipping, say): the same steps with
-        less Python per batch.
+        less Python per batch. The net has one optimizer, ``optimizer_``.
         """
-        self._zero_grad_optimizer(set_to_none=True)
+        self.optimizer_.zero_grad(set_to_none=True)
         step = self.train_step_single(batch, **fit_params)
         if self._listeners("on_grad_computed"):
             self.notify("on_grad_computed",
                         named_parameters=TeeGenerator(self.get_all_learnable_params()),
                         batch=batch, training=True)
-        self._step_optimizer(None)
+        self.optimizer_.step()
         return step
 
     def train_step_single(self, batch, **fit_params):
         if not self.module_.training:  # .train() walks every submodule: once an epoch
-            self._set_training(True)
+            self.module_.train(True)
         x, _ = batch
         eps = torch.randn(x.shape[0], self.module_.n_components, generator=self.noise_generator,
                           device=x.device, dtype=x.dtype)
@@ -370,7 +404,7 @@ class VAENet(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         if self.module_.training:
-            self._set_training(False)
+            self.module_.train(False)
         x, _ = batch
         with torch.no_grad():
             eps = self._validation_noise(x)
@@ -379,84 +413,95 @@ class VAENet(NeuralNet):
         return {"loss": loss, "y_pred": per_sample}
 
 
-class WarmupEarlyStopping(EarlyStopping):
-    """skorch's ``EarlyStopping`` that starts watching once the KL warm-up is over.
+class WarmupEarlyStopping(Callback):
+    """Stop when the validation loss stops improving; keep the best weights.
 
-    The validation loss always weights the KL term by ``beta`` while training
-    ramps that weight up from 0, so during the warm-up the validation loss can
-    rise while training goes as planned, and plain early stopping would end the
-    fit there and restore warm-up weights. Like Keras' ``start_from_epoch``, the
-    first ``start_epoch`` epochs of the history neither count towards the
-    patience nor compete for the best weights. The callback also records
-    ``valid_loss_best`` (overwriting skorch's flag) so the history, the
+    Ends training (by raising ``KeyboardInterrupt``, skorch's documented way
+    for a callback to stop a fit) when ``monitor`` has not improved for
+    ``patience`` epochs, and restores the weights of the epoch with the lowest
+    value when training ends. "Improved" means strictly lower, with no
+    threshold: skorch's ``EarlyStopping`` defaults to a relative threshold,
+    which misjudges small and negative losses.
+
+    Two additions to skorch's ``EarlyStopping``. Like Keras'
+    ``start_from_epoch``, the first ``start_epoch`` epochs of the history (the
+    KL warm-up, during which the validation loss, always weighted by the full
+    ``beta``, can rise while training goes as planned) neither count towards
+    the patience nor compete for the best weights. And the weights training
+    starts from compete too, as "epoch 0", when the net has an
+    ``initial_valid_loss_`` (set before training): a fit that starts from a
+    linear model and only gets worse on the held-out rows ends with that linear
+    model. The callback records ``<monitor>_best`` in the history, so the
     ``verbose`` table and the plots mark the epoch whose weights are kept.
 
-    The weights training starts from compete too, as "epoch 0", when the net
-    has an ``initial_valid_loss_`` (set by the estimator before training): a
-    fit that starts from a linear model and only gets worse on the held-out
-    rows ends with that linear model.
+    Parameters
+    ----------
+    patience : int, default=5
+        Epochs without improvement before training stops.
+    start_epoch : int, default=0
+        Epochs of the history before the callback starts watching.
+    monitor : str, default="valid_loss"
+        History key to watch; lower is better.
+    sink : callable, default=print
+        Where the "Stopping since ..." and "Restoring ..." messages go, when
+        the net is verbose.
+
+    Attributes
+    ----------
+    best_loss_ : float
+        The lowest value so far (or the starting weights').
+    best_epoch_ : int or None
+        The epoch of the weights kept (the epochs before the fit for the
+        starting weights); None before any.
+    misses_ : int
+        Epochs since the last improvement.
     """
 
-    def __init__(self, start_epoch=0, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, patience=5, start_epoch=0, monitor="valid_loss", sink=print):
+        self.patience = patience
         self.start_epoch = start_epoch
+        self.monitor = monitor
+        self.sink = sink
 
     def on_train_begin(self, net, **kwargs):
-        super().on_train_begin(net, **kwargs)
+        self.misses_ = 0
+        self.best_loss_, self.best_epoch_, self.best_weights_ = math.inf, None, None
         initial = getattr(net, "initial_valid_loss_", None)
         if initial is not None and math.isfinite(initial):
-            self.dynamic_threshold_ = self._calc_new_threshold(initial)
+            self.best_loss_ = initial
             self.best_epoch_ = len(net.history)  # the epochs already trained: 0 for a new fit
-            if self.load_best:
-                self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
-
-    def on_train_end(self, net, **kwargs):
-        # a fit that ended inside the warm-up never compared its epochs with the
-        # starting weights: keep the last weights, as without a starting loss
-        if len(net.history) <= self.start_epoch:
-            return
-        super().on_train_end(net, **kwargs)
+            self.best_weights_ = copy.deepcopy(net.module_.state_dict())
 
     def on_epoch_end(self, net, **kwargs):
         best_key = f"{self.monitor}_best"
         if len(net.history) <= self.start_epoch:
             net.history.record(best_key, False)
             return
-        try:
-            super().on_epoch_end(net, **kwargs)
-        finally:
-            net.history.record(best_key, self.misses_ == 0)
+        loss = net.history[-1, self.monitor]
+        improved = loss < self.best_loss_
+        if improved:
+            self.misses_ = 0
+            self.best_loss_, self.best_epoch_ = loss, net.history[-1, "epoch"]
+            self.best_weights_ = copy.deepcopy(net.module_.state_dict())
+        else:
+            self.misses_ += 1
+        net.history.record(best_key, improved)
+        if self.misses_ == self.patience:
+            if net.verbose:
+                self.sink(f"Stopping since {self.monitor} has not improved in the last "
+                          f"{self.patience} epochs.")
+            raise KeyboardInterrupt
 
-
-def optimizer_param_groups(module, learning_rate):
-    """skorch's ``optimizer__param_groups`` for ``module``: the likelihood's step sizes.
-
-    Each parameter of ``module.lr_factors()`` (the Gaussian variances) gets a
-    group of its own at ``learning_rate`` times its factor, kept in the group as
-    ``lr_factor``; skorch puts the other parameters in a last group at the
-    net's ``lr``. See :meth:`VAEModule.parameter_groups`, the same groups for a
-    plain ``torch.optim`` optimizer.
-    """
-    return [(name, {"lr": learning_rate * factor, "lr_factor": factor})
-            for name, factor in module.lr_factors().items()]
-
-
-def build_callbacks(*, beta, kl_warmup_epochs, learning_rate, early_stopping,
-                    n_iter_no_change):
-    """skvae's callbacks in the order they run (before any user callbacks)."""
-    callbacks = [
-        ("kl_warmup", KLWarmup(beta, kl_warmup_epochs)),
-        ("finite_loss", FiniteLossCheck(learning_rate)),
-    ]
-    if early_stopping:
-        # prints "Stopping since ..." only when the net is verbose
-        # absolute threshold 0: "improved" means strictly lower, so the restored
-        # weights are those of the epoch with the lowest validation loss (skorch's
-        # default relative threshold misjudges small and negative losses)
-        callbacks.append(("early_stopping", WarmupEarlyStopping(
-            start_epoch=kl_warmup_epochs, monitor="valid_loss", patience=n_iter_no_change,
-            threshold=0.0, threshold_mode="abs", load_best=True)))
-    return callbacks
+    def on_train_end(self, net, **kwargs):
+        # a fit that ended inside the warm-up never compared its epochs with the
+        # starting weights: keep the last weights
+        if len(net.history) <= self.start_epoch or self.best_weights_ is None:
+            return
+        if self.best_epoch_ != net.history[-1, "epoch"]:
+            net.module_.load_state_dict(self.best_weights_)
+            if net.verbose:
+                self.sink(f"Restoring best model from epoch {self.best_epoch_}.")
+        self.best_weights_ = None  # no copy of the weights kept after the fit
 
 
 def mean_latent_kl(module, dataset, batch_size=4096):

@@ -31,6 +31,13 @@ Formats
     own, in front of the other parameters (they learn at
     ``VARIANCE_LR_FACTOR`` times the learning rate). The one group of a format
     3 or older state is split in two on load, with Adam's moments kept.
+5
+    As 4; the resolved budget and patience are the public ``max_epochs_`` and
+    ``n_iter_no_change_``, and the scoring noise's seed is derived from the
+    model's seed (``_training.RandomStreams``). A format 4 or older state loads
+    with ``_budget_epochs`` renamed, the patience resolved from its parameters
+    and the batches of its last epoch, and its ``_noise_seed`` dropped (it was
+    always the derived one).
 """
 
 import math
@@ -42,9 +49,10 @@ from skorch.history import History
 
 from ._likelihoods import MIN_VARIANCE
 from ._module import VAEModule
+from ._training import resolve_max_epochs, resolve_n_iter_no_change, set_learning_rates
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 4
+FORMAT = 5
 
 #: Parameters that format 2 added, and their values for an older model.
 _FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
@@ -144,6 +152,8 @@ def import_state(state, version):
             and isinstance(state.get("module_"), VAEModule):
         state["_optimizer_state"] = _format_3_optimizer(state["_optimizer_state"],
                                                         state["module_"])
+    if fmt <= 4:
+        _format_4_attributes(state)
     if fmt <= 1:
         # parameters added in format 2, with the values that describe how those
         # models were trained (from random weights): get_params and clone work
@@ -242,10 +252,34 @@ def _format_3_optimizer(state, module):
     names = [name for name, _ in module.named_parameters()]
     own = [names.index(name) for name in factors]
     group = groups[0]
-    split = [{**group, "params": [i], "lr": group["lr"] * factor, "lr_factor": factor}
-             for i, factor in zip(own, factors.values())]
+    split = set_learning_rates([{**group, "params": [i], "lr_factor": factor}
+                                for i, factor in zip(own, factors.values())], group["lr"])
     rest = {**group, "params": [i for i in group["params"] if i not in own]}
     return {**state, "param_groups": split + [rest]}
+
+
+def _format_4_attributes(state):
+    """The fitted attributes of format 5 from those of a format 4 or older state.
+
+    The budget was kept as ``_budget_epochs`` from format 4 on; the patience
+    was not kept. Both depend on the training rows only through the steps of
+    an epoch, which the history's last epoch records (``train_batch_count``),
+    so older states get them resolved exactly from their parameters.
+    """
+    state.pop("_noise_seed", None)  # RandomStreams(_base_seed) derives it, as it always was
+    if "_budget_epochs" in state:
+        state["max_epochs_"] = state.pop("_budget_epochs")
+    history = state.get("history_")
+    if "batch_size" not in state or history is None or not len(history) \
+            or "train_batch_count" not in history[-1]:
+        return
+    batch_size = state["batch_size"]
+    n_rows = history[-1]["train_batch_count"] * batch_size  # the same steps per epoch
+    if "max_epochs" in state and "max_epochs_" not in state:
+        state["max_epochs_"] = resolve_max_epochs(state["max_epochs"], n_rows, batch_size)
+    if "n_iter_no_change" in state:
+        state["n_iter_no_change_"] = resolve_n_iter_no_change(state["n_iter_no_change"],
+                                                              n_rows, batch_size)
 
 
 # ------------------------------------------------------------------- history

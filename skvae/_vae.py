@@ -1,13 +1,14 @@
 """The scikit-learn estimator: ``VAETransformer``.
 
 This module holds the scikit-learn contract (parameters, validation, fitted
-attributes, persistence); the network is in ``_module.py``, the objective in
-``_losses.py``, data iteration in ``_data.py`` and the training loop in ``_net.py``.
+attributes, persistence). Training has its home in ``_training.py`` (random
+streams, budgets, learning-rate groups, the skorch net); the network is in
+``_module.py``, the objective in ``_losses.py``, data iteration in ``_data.py`` and
+skorch's training loop in ``_net.py``.
 """
 
 import copy
 import functools
-import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,29 +16,20 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                           _fit_context)
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import (Interval, InvalidParameterError, StrOptions,
                                              validate_params)
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.history import History
 
-from ._data import (BatchIterator, TrainingData, feature_resolution, inference_map,
-                    validation_split)
-from ._init import INIT_METHODS, linear_start
+from ._data import inference_map
+from ._init import INIT_METHODS
 from ._likelihoods import LIKELIHOODS
-from ._losses import MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, iwae_bound
-from ._module import ACTIVATIONS, VAEModule
-from ._net import VAENet, build_callbacks, mean_latent_kl, optimizer_param_groups
+from ._losses import MAX_IMPORTANCE_SAMPLES, elbo, iwae_bound
+from ._module import ACTIVATIONS
 from ._persistence import export_state, import_state
 from ._threads import fit_work, inference_work, limit_threads
-from ._utils import (adam_options, check_device_name, derive_seed, make_generator, make_seed,
-                     resolve_device)
-
-#: max_epochs="auto": epochs for this many optimizer steps, and at least AUTO_MIN_EPOCHS
-AUTO_STEPS, AUTO_MIN_EPOCHS = 2_000, 60
-#: n_iter_no_change="auto": this many steps of patience, and at least AUTO_MIN_PATIENCE epochs
-AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE = 500, 20
+from ._training import RandomStreams, TrainingResult, hidden_sizes, train
+from ._utils import check_device_name, make_generator, make_seed, resolve_device
 
 # the parts of a fitted model that a warm start must keep
 _ARCHITECTURE = ("n_components", "hidden_layer_sizes", "activation", "likelihood")
@@ -109,7 +101,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: enough epochs for
         2,000 optimizer steps, and at least 60 (an epoch is two steps on 150
-        rows, 469 on 60,000). Early stopping usually ends the fit first.
+        rows, 469 on 60,000), resolved at fit as ``max_epochs_``. Early
+        stopping usually ends the fit first.
 
     batch_size : int, default=128
         Mini-batch size.
@@ -132,7 +125,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     n_iter_no_change : int or "auto", default="auto"
         Patience of early stopping, in epochs. ``"auto"``: 500 optimizer
         steps, and at least 20 epochs, so that small data sets (a few steps
-        per epoch) are not stopped by the noise of their first epochs.
+        per epoch) are not stopped by the noise of their first epochs;
+        resolved at fit as ``n_iter_no_change_``.
 
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
@@ -187,6 +181,16 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     n_epochs_ : int
         Epochs trained, counted across ``partial_fit`` and warm-started fits.
+
+    max_epochs_ : int
+        The last call's budget in epochs: ``max_epochs`` resolved (``"auto"``
+        is 2,000 optimizer steps, at least 60 epochs, for the training rows of
+        that call), 1 after ``partial_fit``.
+
+    n_iter_no_change_ : int
+        The patience of early stopping in epochs: ``n_iter_no_change``
+        resolved for the last call's training rows (used only with
+        ``early_stopping``; ``partial_fit`` holds no rows out).
 
     n_components_ : int
         Number of latent dimensions (the columns of :meth:`transform`), as in
@@ -434,89 +438,42 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "dimensions that the KL term switches off. Use n_components <= "
                 f"{X.shape[1]}."
             )
-        observation = LIKELIHOODS[self.likelihood]
-        observation.check_support(X)
-        if not resume and self.init in ("pca", "factor_analysis") and not observation.standardizes:
+        likelihood = LIKELIHOODS[self.likelihood]
+        likelihood.check_support(X)
+        if not resume and self.init in ("pca", "factor_analysis") \
+                and not likelihood.supports_linear_start:
             raise ValueError(
                 f"init={self.init!r} starts from a linear Gaussian model and needs "
                 f"likelihood='gaussian'; got likelihood={self.likelihood!r}. Use "
                 "init='auto' or init='random'."
             )
-        device = resolve_device(self.device)
+        result = train(self.get_params(deep=False), X, epochs=epochs, incremental=incremental,
+                       device=resolve_device(self.device),
+                       previous=self._training_result() if resume else None)
 
-        if resume:
-            base_seed = self._base_seed
-            call_seed = derive_seed(base_seed, self.n_epochs_)
-            mean, scale = self.mean_, self.scale_
-            module = copy.deepcopy(self.module_).to(device)
-        else:
-            base_seed = call_seed = make_seed(self.random_state)
-            mean, scale = self._standardization(X)
-            module = self._build_module(X.shape[1], make_generator(derive_seed(call_seed, 0)))
-            module.observation.set_scale(scale)
-            module.observation.set_resolution(feature_resolution(X) / scale)
-            module = module.to(device)
+        self.mean_, self.scale_ = result.mean, result.scale
+        self.init_ = result.init
+        self.n_components_ = result.module.n_components
+        self.latent_kl_ = result.latent_kl
+        self.history_ = result.history
+        self.n_epochs_ = len(result.history)
+        self.max_epochs_, self.n_iter_no_change_ = result.max_epochs, result.n_iter_no_change
+        self.device_ = result.device
+        self._optimizer_state = result.optimizer_state
+        self._base_seed = result.seed
+        self.module_ = result.module  # last: its presence means "fitted"
 
-        standardize = observation.standardizes
-        low, high = _feature_range(X, mean if standardize else None,
-                                   scale if standardize else None)
-        if resume:  # the range of all the rows trained on so far
-            low = np.minimum(low, module.input_low.cpu().numpy())
-            high = np.maximum(high, module.input_high.cpu().numpy())
-        module.set_input_range(low, high)
-        prepare = functools.partial(TrainingData, X, mean if standardize else None,
-                                    scale if standardize else None, device)
-        if self.early_stopping and not incremental:
-            train_rows, valid_rows = validation_split(
-                X.shape[0], self.validation_fraction,
-                make_generator(derive_seed(call_seed, 1)))
-            data, valid = prepare(rows=train_rows), prepare(rows=valid_rows)
-        else:
-            data, valid = prepare(), None
+    def _training_result(self):
+        """The fitted state as the training home returns it, to continue from.
 
-        noise_seed = derive_seed(base_seed, 4)
-        if not resume and observation.standardizes:
-            self.init_ = linear_start(module, self.init, data, valid,
-                                      RowNoise(noise_seed, self.n_components),
-                                      derive_seed(call_seed, 5),
-                                      make_generator(derive_seed(call_seed, 6)))
-        elif not resume:
-            self.init_ = None
-        # the history's losses in the units of X, as -score: the change of
-        # variables of standardization adds sum(log(scale)) (0 for bernoulli);
-        # scale is fixed at the first fit, so all calls share these units
-        if epochs == "auto":
-            epochs = max(AUTO_MIN_EPOCHS, math.ceil(AUTO_STEPS / self._steps_per_epoch(len(data))))
-        net = self._build_net(module, device, call_seed, noise_seed, epochs, valid,
-                              loss_offset=float(np.log(scale).sum()),
-                              patience=self._patience(len(data)))
-        net.initialize()
-        if resume:
-            # the groups' step sizes as this call sets them: the state carries the old ones
-            factors = [group.get("lr_factor", 1.0) for group in net.optimizer_.param_groups]
-            net.optimizer_.load_state_dict(copy.deepcopy(self._optimizer_state))
-            for group, factor in zip(net.optimizer_.param_groups, factors):
-                group["lr"], group["lr_factor"] = self.learning_rate * factor, factor
-            # a new list of the same epoch records: training appends epochs and
-            # writes only to the newest, so self.history_ stays as it was (for a
-            # failed call) without a deep copy that grows with every epoch
-            net.history_ = History(self.history_)
-        if valid is not None and self.early_stopping:
-            # the starting weights (a linear model, or those of the last fit)
-            # compete for the weights kept; see WarmupEarlyStopping
-            net.initial_valid_loss_ = net.validation_loss(valid)
-        net.partial_fit(data)
-
-        self.mean_, self.scale_ = mean, scale
-        self.n_components_ = net.module_.n_components
-        self.latent_kl_ = mean_latent_kl(net.module_, data)
-        self.history_ = net.history_
-        self.n_epochs_ = len(net.history_)
-        self._budget_epochs = epochs  # the call's max_epochs, resolved (for plotting)
-        self.device_ = device
-        self._optimizer_state = net.optimizer_.state_dict()
-        self._base_seed, self._noise_seed = base_seed, noise_seed
-        self.module_ = net.module_  # last: its presence means "fitted"
+        Models loaded from old files may lack the attributes a call only
+        returns (``init_`` came in format 2): those are None here.
+        """
+        return TrainingResult(
+            module=self.module_, history=self.history_, optimizer_state=self._optimizer_state,
+            mean=self.mean_, scale=self.scale_, seed=self._base_seed,
+            **{name: getattr(self, f"{name}_", None)
+               for name in ("init", "max_epochs", "n_iter_no_change", "latent_kl", "device")})
 
     def _validate_X(self, X, *, reset):
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
@@ -537,7 +494,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "The 'device' parameter of VAETransformer must be 'auto', 'cpu', 'cuda' "
                 f"or 'cuda:N' (N an integer). Got {self.device!r} instead."
             )
-        sizes = _hidden_sizes(self.hidden_layer_sizes)
+        sizes = hidden_sizes(self.hidden_layer_sizes)
         if any(not isinstance(s, Integral) or isinstance(s, bool) or s < 1 for s in sizes):
             raise InvalidParameterError(
                 "The 'hidden_layer_sizes' parameter of VAETransformer must be an int "
@@ -550,7 +507,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         for name in _ARCHITECTURE:
             new = getattr(self, name)
             if name == "hidden_layer_sizes":
-                new = _hidden_sizes(new)
+                new = hidden_sizes(new)
             if new != fitted[name]:
                 raise ValueError(
                     f"Cannot continue training with {name}={new!r}: the fitted model has "
@@ -568,63 +525,6 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             "likelihood": module.likelihood,
         }
 
-    def _standardization(self, X):
-        if not LIKELIHOODS[self.likelihood].standardizes:
-            return np.zeros(X.shape[1]), np.ones(X.shape[1])
-        return standardization(X)
-
-    def _build_module(self, n_features, generator):
-        # Built on the meta device (no global random draws), then initialised
-        # on the CPU from our own generator: the same weights on every device.
-        with torch.device("meta"):
-            module = VAEModule(n_features, self.n_components,
-                               _hidden_sizes(self.hidden_layer_sizes), self.activation,
-                               self.likelihood)
-        # float32 whatever torch's default dtype: training data are float32
-        module = module.to(torch.float32).to_empty(device="cpu")
-        return module.reset_parameters(generator)
-
-    def _steps_per_epoch(self, n_rows):
-        return max(1, math.ceil(n_rows / self.batch_size))
-
-    def _patience(self, n_rows):
-        """``n_iter_no_change`` in epochs, for ``n_rows`` training rows."""
-        if self.n_iter_no_change != "auto":
-            return self.n_iter_no_change
-        steps = self._steps_per_epoch(n_rows)
-        return max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / steps))
-
-    def _build_net(self, module, device, seed, noise_seed, epochs, valid, *, loss_offset=0.0,
-                   patience=10):
-        """Map the estimator's flat parameters onto skorch's prefixed ones."""
-        shuffle_gen = make_generator(derive_seed(seed, 2), device)
-        return VAENet(
-            module,
-            beta=self.beta,
-            noise_generator=make_generator(derive_seed(seed, 3), device),
-            valid_noise=RowNoise(noise_seed, self.n_components),
-            loss_offset=loss_offset,
-            skvae_callbacks=build_callbacks(
-                beta=self.beta, kl_warmup_epochs=self.kl_warmup_epochs,
-                learning_rate=self.learning_rate,
-                early_stopping=self.early_stopping and valid is not None,
-                n_iter_no_change=patience),
-            callbacks=copy.deepcopy(self.callbacks) or [],
-            optimizer=torch.optim.Adam,
-            lr=self.learning_rate,
-            optimizer__param_groups=optimizer_param_groups(module, self.learning_rate),
-            **{f"optimizer__{k}": v for k, v in adam_options(device).items()},
-            max_epochs=epochs,
-            batch_size=self.batch_size,
-            iterator_train=BatchIterator,
-            iterator_train__shuffle=True,
-            iterator_train__generator=shuffle_gen,
-            iterator_valid=BatchIterator,
-            train_split=None if valid is None else (lambda dataset: (dataset, valid)),
-            device=device,
-            verbose=self.verbose,
-        )
-
     # ---------------------------------------------------------------- inference
 
     def _inference(self, X, fn, tail=(), width_factor=1, standardize=True):
@@ -640,7 +540,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if dtype != torch.float32:  # a float64 copy; the fitted weights stay float32
             module = copy.deepcopy(module).to(dtype)
         device = next(module.parameters()).device
-        standardize = standardize and module.observation.standardizes
+        standardize = standardize and module.observation.standardize
         # the widest activation of encoder or decoder, once per importance sample
         width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
         module.eval()
@@ -694,7 +594,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             )
         X_original = self._inference(Z, lambda module, z: module.decoder_mean(z),
                                      (self.n_features_in_,), standardize=False)
-        if self.module_.observation.standardizes:  # in place: no copies of the output
+        if self.module_.observation.standardize:  # in place: no copies of the output
             X_original *= self.scale_.astype(Z.dtype)
             X_original += self.mean_.astype(Z.dtype)
         return X_original
@@ -723,7 +623,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         n_importance_samples = _check_importance_samples(n_importance_samples)
         X = self._validate_X(X, reset=False)
         self.module_.observation.check_support(X)
-        noise = RowNoise(self._noise_seed, self.module_.n_components)
+        noise = RandomStreams(self._base_seed).scoring_noise(self.module_.n_components)
 
         if n_importance_samples == 1:
             def bound(module, x):
@@ -840,24 +740,6 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             except ValueError:  # that device is not here: stay on the CPU
                 pass
 
-def standardization(X):
-    """Per-feature ``(mean, scale)`` of X for the Gaussian likelihood.
-
-    ``scale`` is the standard deviation, except for constant features, which get
-    the root-mean-square standard deviation of the other features (1 if all are
-    constant). The model's variance floor is relative to ``scale``, so this
-    keeps ``score`` equivariant to a change of units (``c * X`` scores
-    ``n_features * log(c)`` lower) and bounds the penalty for a held-out value
-    that leaves a feature constant in training by the data's typical spread.
-    """
-    scaler = StandardScaler(with_mean=False).fit(X)  # works for sparse X too
-    mean, var, n = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64), X.shape[0]
-    eps = np.finfo(np.float64).eps  # StandardScaler's test for "constant"
-    constant = var <= n * eps * var + (n * mean * eps) ** 2
-    scale = np.sqrt(var)
-    scale[constant] = np.sqrt(var[~constant].mean()) if (~constant).any() else 1.0
-    return mean, scale
-
 
 _NO_VARIANCE_ORDER = (
     "A VAE's latent dimensions are not ordered by explained variance; the fitted "
@@ -906,12 +788,6 @@ def _check_n_components(n_components):
     )
 
 
-def _hidden_sizes(hidden_layer_sizes):
-    if isinstance(hidden_layer_sizes, Integral):
-        return (hidden_layer_sizes,)
-    return tuple(hidden_layer_sizes)
-
-
 def _check_importance_samples(n):
     if (not isinstance(n, Integral) or isinstance(n, bool)
             or not 1 <= n <= MAX_IMPORTANCE_SAMPLES):
@@ -920,14 +796,3 @@ def _check_importance_samples(n):
             f"the ELBO, more samples a tighter bound); got {n!r}."
         )
     return int(n)
-
-
-def _feature_range(X, mean=None, scale=None):
-    """Per-feature minimum and maximum of X (dense or CSR), standardized if given."""
-    low, high = X.min(axis=0), X.max(axis=0)
-    if sp.issparse(X):
-        low, high = low.toarray().ravel(), high.toarray().ravel()
-    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-    if mean is not None:
-        low, high = (low - mean) / scale, (high - mean) / scale
-    return low, high

@@ -498,7 +498,7 @@ def _last_fit_max_epochs(estimator, history):
     """Epochs the history would have if the last fit had run to max_epochs."""
     n_valid = len(history) - _last_fit_start(history)
     # the last call's budget in epochs (max_epochs="auto" resolves it from the data's size)
-    max_epochs = getattr(estimator, "_budget_epochs", getattr(estimator, "max_epochs", n_valid))
+    max_epochs = getattr(estimator, "max_epochs_", n_valid)
     return len(history) - n_valid + max_epochs
 
 

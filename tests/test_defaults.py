@@ -18,7 +18,8 @@ from skvae._init import linear_gaussian_model
 from skvae._likelihoods import VARIANCE_LR_FACTOR
 from skvae._losses import elbo, iwae_bound
 from skvae._module import VAEModule
-from skvae._vae import AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE, AUTO_PATIENCE_STEPS, AUTO_STEPS
+from skvae._training import (AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE, AUTO_PATIENCE_STEPS, AUTO_STEPS,
+                             resolve_max_epochs, resolve_n_iter_no_change)
 
 
 def _factor_model(n, seed=0, d=10, k=3):
@@ -124,11 +125,34 @@ def test_fewer_rows_than_components_start_at_random():
     (1_000, 1_000, AUTO_STEPS, AUTO_PATIENCE_STEPS),           # full batch: 1 step
 ])
 def test_auto_budget_counts_optimizer_steps(n_rows, batch_size, epochs, patience):
-    vae = VAETransformer(batch_size=batch_size)
-    steps = vae._steps_per_epoch(n_rows)
-    assert max(AUTO_MIN_EPOCHS, -(-AUTO_STEPS // steps)) == epochs
-    assert vae._patience(n_rows) == patience
-    assert VAETransformer(n_iter_no_change=7)._patience(n_rows) == 7
+    assert resolve_max_epochs("auto", n_rows, batch_size) == epochs
+    assert resolve_n_iter_no_change("auto", n_rows, batch_size) == patience
+    assert resolve_max_epochs(7, n_rows, batch_size) == 7
+    assert resolve_n_iter_no_change(7, n_rows, batch_size) == 7
+
+
+def test_resolved_auto_values_are_public_fitted_attributes():
+    """As PCA's n_components_: what "auto" became, without reading a private attribute."""
+    X = np.random.RandomState(0).randn(150, 4)  # 135 training rows: 2 steps an epoch
+    vae = VAETransformer(1, hidden_layer_sizes=(4,), max_epochs="auto", random_state=0)
+    vae.set_params(callbacks=[_StopAfter(2)]).fit(X)
+    assert vae.max_epochs_ == AUTO_STEPS // 2
+    assert vae.n_iter_no_change_ == AUTO_PATIENCE_STEPS // 2
+    vae.set_params(max_epochs=3, n_iter_no_change=4, callbacks=None).fit(X)
+    assert (vae.max_epochs_, vae.n_iter_no_change_) == (3, 4)
+    vae.partial_fit(X)  # one epoch, on all the rows
+    assert vae.max_epochs_ == 1 and vae.n_iter_no_change_ == 4
+
+
+class _StopAfter(Callback):
+    """Ends a fit after ``epochs`` epochs (skorch's way: KeyboardInterrupt)."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) >= self.epochs:
+            raise KeyboardInterrupt
 
 
 def test_auto_epochs_without_early_stopping_train_the_whole_budget():

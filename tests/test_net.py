@@ -1,6 +1,7 @@
 """Tests of the skorch net and skvae's callbacks (skvae/_net.py)."""
 
 import copy
+import inspect
 import io
 import math
 import sys
@@ -8,16 +9,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import skorch
 import torch
 from numpy.testing import assert_allclose
-from skorch.callbacks import Callback, EarlyStopping, PrintLog, ProgressBar
+from skorch.callbacks import Callback, PrintLog, ProgressBar
 from skorch.history import History
 
 from skvae._data import BatchIterator, TrainingData
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
-from skvae._net import (FiniteLossCheck, KLWarmup, NegativeELBO, VAENet,
-                        WarmupEarlyStopping, _interactive, build_callbacks)
+from skvae._net import (SKORCH_HOOKS, FiniteLossCheck, KLWarmup, NegativeELBO, VAENet,
+                        WarmupEarlyStopping, _interactive)
 
 
 def _module(seed=0, likelihood="gaussian"):
@@ -30,18 +32,14 @@ def _data(n=40, seed=0, rows=None):
     return TrainingData(rng.normal(size=(n, 6)), rows=rows)
 
 
-def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, skvae_callbacks=None,
+def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, net_class=VAENet,
          **kwargs):
     module = _module() if module is None else module
-    if skvae_callbacks is None:
-        skvae_callbacks = build_callbacks(beta=beta, kl_warmup_epochs=0, learning_rate=1e-2,
-                                          early_stopping=False, n_iter_no_change=3)
-    return VAENet(
+    return net_class(
         module,
         beta=beta,
         noise_generator=torch.Generator().manual_seed(seed),
         valid_noise=RowNoise(seed, module.n_components),
-        skvae_callbacks=skvae_callbacks,
         callbacks=callbacks or [],
         optimizer=torch.optim.Adam,
         lr=1e-2,
@@ -55,13 +53,14 @@ def _net(module=None, callbacks=None, verbose=0, beta=1.0, seed=0, skvae_callbac
     )
 
 
-def _fake_net(n_epochs=1, module=None, **record):
+def _fake_net(n_epochs=1, module=None, beta=1.0, kl_warmup_epochs=0, lr=0.5, **record):
     history = History()
     for _ in range(n_epochs):
         history.new_epoch()
     for key, value in record.items():
         history.record(key, value)
-    return SimpleNamespace(history=history, verbose=0,
+    return SimpleNamespace(history=history, verbose=0, beta=beta,
+                           kl_warmup_epochs=kl_warmup_epochs, lr=lr,
                            module_=_module() if module is None else module)
 
 
@@ -79,9 +78,9 @@ def test_negative_elbo_is_the_negative_batch_mean():
 
 @pytest.mark.parametrize("beta, warmup", [(1.0, 0), (2.0, 4), (0.5, 1)])
 def test_kl_warmup_sets_and_records_the_weight(beta, warmup):
-    callback = KLWarmup(beta, warmup)
+    callback = KLWarmup()
     for epoch in range(6):
-        net = _fake_net(n_epochs=epoch + 1)
+        net = _fake_net(n_epochs=epoch + 1, beta=beta, kl_warmup_epochs=warmup)
         callback.on_epoch_begin(net)
         expected = beta if warmup == 0 else beta * min(1, epoch / warmup)
         assert net.kl_weight_ == pytest.approx(expected)
@@ -95,7 +94,7 @@ def test_finite_loss_check_raises_on_non_finite_losses(key, value):
     name = "training" if key == "train_loss" else "validation"
     with pytest.raises(ValueError, match=f"The {name} loss became {value} at epoch 3.*"
                                          r"learning_rate \(got 0.5\)"):
-        FiniteLossCheck(learning_rate=0.5).on_epoch_end(net)
+        FiniteLossCheck().on_epoch_end(net)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
@@ -106,7 +105,7 @@ def test_finite_loss_check_raises_on_non_finite_weights(value):
     with torch.no_grad():
         module.decoder_head.weight[0, 0] = value
     net = _fake_net(n_epochs=2, module=module, train_loss=1.0, valid_loss=1.0)
-    check = FiniteLossCheck(learning_rate=0.5)
+    check = FiniteLossCheck()
     check.on_epoch_end(net)  # the losses are finite: checked once, at the end
     with pytest.raises(ValueError, match=r"weights became non-finite at epoch 2.*"
                                          r"learning_rate \(got 0.5\)"):
@@ -114,32 +113,57 @@ def test_finite_loss_check_raises_on_non_finite_weights(value):
 
 
 def test_finite_loss_check_passes_finite_and_missing_losses():
-    FiniteLossCheck(1e-3).on_epoch_end(_fake_net(train_loss=1.5, valid_loss=-2.0))
-    FiniteLossCheck(1e-3).on_epoch_end(_fake_net(train_loss=1.5))
-    FiniteLossCheck(1e-3).on_epoch_end(_fake_net())
-    FiniteLossCheck(1e-3).on_train_end(_fake_net(train_loss=1.5))
+    FiniteLossCheck().on_epoch_end(_fake_net(train_loss=1.5, valid_loss=-2.0))
+    FiniteLossCheck().on_epoch_end(_fake_net(train_loss=1.5))
+    FiniteLossCheck().on_epoch_end(_fake_net())
+    FiniteLossCheck().on_train_end(_fake_net(train_loss=1.5))
 
 
-def test_build_callbacks():
-    names = [name for name, _ in build_callbacks(beta=1.0, kl_warmup_epochs=0,
-                                                 learning_rate=1e-3, early_stopping=False,
-                                                 n_iter_no_change=5)]
-    assert names == ["kl_warmup", "finite_loss"]
-    callbacks = dict(build_callbacks(beta=0.5, kl_warmup_epochs=3, learning_rate=1e-3,
-                                     early_stopping=True, n_iter_no_change=5))
-    assert list(callbacks) == ["kl_warmup", "finite_loss", "early_stopping"]
-    assert callbacks["kl_warmup"].beta == 0.5 and callbacks["kl_warmup"].warmup_epochs == 3
-    assert callbacks["finite_loss"].learning_rate == 1e-3
+def test_skvae_callbacks_come_from_the_nets_parameters():
+    net = _net(beta=0.5, kl_warmup_epochs=3).initialize()
+    names = [name for name, _ in net.callbacks_]
+    assert "early_stopping" not in names  # n_iter_no_change=None: no early stopping
+    net = _net(beta=0.5, kl_warmup_epochs=3, n_iter_no_change=5).initialize()
+    callbacks = dict(net.callbacks_)
+    skvae_names = [name for name, _ in net.callbacks_
+                   if name in ("kl_warmup", "finite_loss", "early_stopping")]
+    assert skvae_names == ["kl_warmup", "finite_loss", "early_stopping"]
     stopping = callbacks["early_stopping"]
-    assert isinstance(stopping, EarlyStopping)
+    assert isinstance(stopping, WarmupEarlyStopping)
     assert stopping.monitor == "valid_loss"
     assert stopping.patience == 5
-    assert stopping.load_best
-    assert stopping.lower_is_better
     assert stopping.start_epoch == 3  # watches from the end of the KL warm-up
-    # "improved" means strictly lower: no threshold that ignores small changes
-    # (or, in skorch's relative mode, accepts small deteriorations of negative losses)
-    assert stopping.threshold == 0
+    # skorch's own way of changing a default callback's parameter works
+    net = _net(n_iter_no_change=5, callbacks__early_stopping__patience=2).initialize()
+    assert dict(net.callbacks_)["early_stopping"].patience == 2
+
+
+@pytest.mark.parametrize("name", sorted(SKORCH_HOOKS))
+def test_skorch_still_has_the_hooks_skvae_overrides(name):
+    """A skorch release that renames or re-signs one of these fails here, loudly."""
+    method = getattr(skorch.NeuralNet, name, None)
+    assert method is not None, f"skorch {skorch.__version__} has no NeuralNet.{name}"
+    assert str(inspect.signature(method)) == SKORCH_HOOKS[name], (
+        f"skorch {skorch.__version__} changed NeuralNet.{name}: VAENet overrides it "
+        f"assuming {SKORCH_HOOKS[name]}")
+    assert getattr(VAENet, name) is not method  # VAENet does override it
+
+
+def test_skorch_fit_loop_calls_the_hooks_skvae_overrides():
+    """The overrides are not dead code: skorch's loop reaches each of them."""
+    calls = set()
+
+    class Spy(VAENet):
+        pass
+
+    for name in SKORCH_HOOKS:
+        def spy(self, *args, __name=name, **kwargs):
+            calls.add(__name)
+            return getattr(VAENet, __name)(self, *args, **kwargs)
+        setattr(Spy, name, spy)
+    valid = _data(n=10, seed=1)
+    _net(net_class=Spy, max_epochs=1, train_split=lambda data: (data, valid)).fit(_data())
+    assert calls == set(SKORCH_HOOKS)
 
 
 # --------------------------------------------------------------------------- VAENet
@@ -229,12 +253,17 @@ class _RecordConstant(Callback):
         net.history.record("constant", 1.0)
 
 
+class _ConstantStoppingNet(VAENet):
+    """Early stopping on ``constant``, recorded before it, instead of ``valid_loss``."""
+
+    def skvae_callbacks(self):
+        return [("constant", _RecordConstant()),
+                ("early_stopping", WarmupEarlyStopping(monitor="constant", patience=2))]
+
+
 def _stopping_net(verbose):
     # epoch 1 improves on inf, epochs 2 and 3 do not: stopped after epoch 3 of 10
-    stopping = WarmupEarlyStopping(monitor="constant", patience=2, threshold=0.0,
-                                   threshold_mode="abs", load_best=True)
-    return _net(verbose=verbose, max_epochs=10, skvae_callbacks=[
-        ("constant", _RecordConstant()), ("early_stopping", stopping)])
+    return _net(verbose=verbose, max_epochs=10, net_class=_ConstantStoppingNet)
 
 
 @pytest.mark.parametrize("terminal", [False, True])

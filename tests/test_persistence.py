@@ -21,9 +21,11 @@ from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
 from skorch.history import History
 
 import skvae
+import skvae._training
 from skvae import VAETransformer
 from skvae._likelihoods import VARIANCE_LR_FACTOR
 from skvae._module import ACTIVATIONS
@@ -63,7 +65,7 @@ def test_state_holds_numpy_and_builtins_only(fitted_for, likelihood):
                tuple)
     assert all(isinstance(value, allowed) for value in _walk(state))
     assert state["_skvae_version"] == skvae.__version__
-    assert state["_skvae_format"] == FORMAT == 4
+    assert state["_skvae_format"] == FORMAT == 5
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
@@ -263,6 +265,8 @@ def test_format_1_file_loads_and_gives_its_outputs():
                     atol=1e-12)
     assert_allclose(est.score_samples(X), saved["score_samples"], rtol=1e-10)
     assert_allclose(est.sample(3), saved["sample"], rtol=1e-10, atol=1e-12)
+    # the resolved values of format 5, from its parameters and history
+    assert (est.max_epochs_, est.n_iter_no_change_) == (2, 10)
     est.partial_fit(X)  # and keeps training
     assert est.n_epochs_ == 3
     # parameters added since: the values that describe how it was trained
@@ -314,6 +318,39 @@ def test_format_3_optimizer_state_is_split_into_the_variance_group():
     b = loaded.partial_fit(X)
     assert_array_equal(a.transform(X), b.transform(X))
     assert_array_equal(a.score_samples(X), b.score_samples(X))
+
+
+def test_format_4_state_loads_with_public_resolved_values():
+    """Format 4 kept the budget privately, not the patience, and the scoring noise's
+    seed beside the model's. Format 5 derives all three: the same model, the same
+    scores, and the public attributes a format 5 fit has."""
+    X = np.random.RandomState(0).randn(150, 5)  # 135 training rows: 2 steps an epoch
+    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs="auto", random_state=0)
+    est.set_params(callbacks=[_StopAfter(3)]).fit(X).set_params(callbacks=None)
+    state = est.__getstate__()
+    state["_skvae_format"] = 4
+    state["_budget_epochs"] = state.pop("max_epochs_")
+    state.pop("n_iter_no_change_")
+    state["_noise_seed"] = skvae._training.RandomStreams(est._base_seed).seed_of("scoring")
+    loaded = VAETransformer.__new__(VAETransformer)
+    loaded.__setstate__(state)
+    assert not hasattr(loaded, "_noise_seed") and not hasattr(loaded, "_budget_epochs")
+    assert (loaded.max_epochs_, loaded.n_iter_no_change_) == (est.max_epochs_,
+                                                              est.n_iter_no_change_)
+    assert est.max_epochs_ == skvae._training.AUTO_STEPS // 2
+    assert_array_equal(loaded.score_samples(X, n_importance_samples=3),
+                       est.score_samples(X, n_importance_samples=3))
+
+
+class _StopAfter(Callback):
+    """Ends a fit after ``epochs`` epochs."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) >= self.epochs:
+            raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -1,0 +1,441 @@
+"""One home for training: what a call to ``fit`` or ``partial_fit`` does.
+
+``VAETransformer`` keeps the scikit-learn contract: it validates its parameters
+and the data, calls :func:`train`, and turns the :class:`TrainingResult` into
+fitted attributes. Everything in between lives here, each value once:
+
+- the named random streams of a model and of each training call
+  (:class:`RandomStreams`);
+- the ``"auto"`` budget and patience (:func:`resolve_max_epochs`,
+  :func:`resolve_n_iter_no_change`);
+- the learning-rate groups (:func:`parameter_groups`, :func:`set_learning_rates`);
+- preparing the data (standardization, resolution floors, the encoder's input
+  range, the validation split), the linear start, building the skorch net
+  (whose callbacks come from its own parameters, skorch's
+  ``get_default_callbacks``) and running it.
+
+The module sits above ``_data``, ``_init``, ``_module`` and ``_net`` and below
+the estimator; nothing here knows about scikit-learn's parameter validation.
+"""
+
+import copy
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.preprocessing import StandardScaler
+from skorch.history import History
+
+from ._data import BatchIterator, TrainingData, feature_resolution, validation_split
+from ._init import linear_start
+from ._likelihoods import LIKELIHOODS
+from ._losses import RowNoise
+from ._module import VAEModule
+from ._net import VAENet, mean_latent_kl
+from ._utils import adam_options, make_generator, make_seed
+
+#: ``max_epochs="auto"``: epochs for this many optimizer steps, and at least
+#: AUTO_MIN_EPOCHS (an epoch is two steps on 150 rows, 469 on 60,000)
+AUTO_STEPS, AUTO_MIN_EPOCHS = 2_000, 60
+#: ``n_iter_no_change="auto"``: this many steps of patience, and at least
+#: AUTO_MIN_PATIENCE epochs, so that the noise of a small data set's first
+#: epochs (a few steps each) does not stop it
+AUTO_PATIENCE_STEPS, AUTO_MIN_PATIENCE = 500, 20
+
+
+# ------------------------------------------------------------ random streams
+
+class RandomStreams:
+    """The named random streams of a model and of one training call.
+
+    Every random choice of training draws from a stream named here. A stream
+    is a ``numpy.random.SeedSequence`` keyed by the seed and the stream's fixed
+    key: the first call's streams hang off the model's seed (drawn once from
+    ``random_state``), those of a resumed call (``partial_fit``,
+    ``warm_start``) off a call seed keyed by the epochs trained before it, in
+    a key space of their own. The scoring noise belongs to the model and is the
+    same for all its calls, so that ``score`` does not change between calls
+    that leave the weights alone.
+
+    The keys are fixed numbers, not positions: a new stream takes a new key and
+    changes no existing draw.
+
+    Parameters
+    ----------
+    seed : int
+        The model's seed.
+    call : int, default=0
+        0 for the call that creates the model; for a resumed call, the epochs
+        trained before it (``n_epochs_``, at least 1).
+    """
+
+    #: streams of one training call -> key under the call's seed
+    CALL = {
+        "weights": 0,             # the network's initial weights
+        "validation_split": 1,    # which rows early stopping holds out
+        "shuffle": 2,             # each epoch's order of the training rows
+        "reparameterization": 3,  # the training draws z = mu + sigma * eps
+        "init_svd": 5,            # the randomized SVDs of the linear start
+        "init_rows": 6,           # the row subset of the linear start (large data)
+    }
+    #: streams of the model, the same for all its calls -> key under its seed
+    MODEL = {
+        "scoring": 4,             # the deterministic noise of score, IWAE and valid_loss
+    }
+    #: key of the call seeds of resumed calls
+    RESUME = 7
+
+    def __init__(self, seed, call=0):
+        self.seed = int(seed)
+        self.call = int(call)
+        self.call_seed = self.seed if call == 0 else _child(self.seed, self.RESUME, call)
+
+    @classmethod
+    def from_random_state(cls, random_state):
+        """The streams of a new model: its seed drawn from ``random_state``."""
+        return cls(make_seed(random_state))
+
+    def seed_of(self, name):
+        """The integer seed of stream ``name`` (a key of :attr:`CALL` or :attr:`MODEL`)."""
+        if name in self.MODEL:
+            return _child(self.seed, self.MODEL[name])
+        return _child(self.call_seed, self.CALL[name])
+
+    def generator(self, name, device="cpu"):
+        """A ``torch.Generator`` on ``device`` for stream ``name``."""
+        return make_generator(self.seed_of(name), device)
+
+    def scoring_noise(self, n_components):
+        """The model's deterministic scoring noise (:class:`~skvae._losses.RowNoise`)."""
+        return RowNoise(self.seed_of("scoring"), n_components)
+
+
+def _child(seed, *keys):
+    """The first 32-bit word of ``SeedSequence([seed, *keys])``."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+# ------------------------------------------------------- budget and patience
+
+def steps_per_epoch(n_rows, batch_size):
+    """Optimizer steps of one epoch over ``n_rows`` training rows."""
+    return max(1, math.ceil(n_rows / batch_size))
+
+
+def resolve_max_epochs(max_epochs, n_rows, batch_size):
+    """``max_epochs`` in epochs: ``"auto"`` is :data:`AUTO_STEPS` optimizer steps.
+
+    At least :data:`AUTO_MIN_EPOCHS`; an int is returned as it is.
+    """
+    if max_epochs != "auto":
+        return int(max_epochs)
+    return max(AUTO_MIN_EPOCHS, math.ceil(AUTO_STEPS / steps_per_epoch(n_rows, batch_size)))
+
+
+def resolve_n_iter_no_change(n_iter_no_change, n_rows, batch_size):
+    """The patience in epochs: ``"auto"`` is :data:`AUTO_PATIENCE_STEPS` steps.
+
+    At least :data:`AUTO_MIN_PATIENCE`; an int is returned as it is.
+    """
+    if n_iter_no_change != "auto":
+        return int(n_iter_no_change)
+    steps = steps_per_epoch(n_rows, batch_size)
+    return max(AUTO_MIN_PATIENCE, math.ceil(AUTO_PATIENCE_STEPS / steps))
+
+
+# ------------------------------------------------------- learning-rate groups
+
+def parameter_groups(module, learning_rate):
+    """Parameter groups for a ``torch.optim`` optimizer, as skvae trains ``module``.
+
+    The parameters of ``module.lr_factors()`` (the Gaussian variances) come
+    first, one group each; every other parameter follows in one group with
+    factor 1. Each group's ``lr`` is ``learning_rate`` times its ``lr_factor``
+    (:func:`set_learning_rates`). skvae's skorch net gets the same groups in
+    the same order (:func:`skorch_param_groups`), so an optimizer state saved
+    by either fits the other; hand-written training loops (the benchmarks) use
+    these to train as skvae does.
+
+    Parameters
+    ----------
+    module : VAEModule
+    learning_rate : float
+
+    Returns
+    -------
+    groups : list of dict
+        Each with ``params``, ``lr`` and ``lr_factor``.
+    """
+    factors = module.lr_factors()
+    named = dict(module.named_parameters())
+    groups = [{"params": [named[name]], "lr_factor": factor} for name, factor in factors.items()]
+    rest = [param for name, param in named.items() if name not in factors]
+    return set_learning_rates(groups + [{"params": rest, "lr_factor": 1.0}], learning_rate)
+
+
+def set_learning_rates(groups, learning_rate):
+    """Set each group's ``lr`` to ``learning_rate`` times its ``lr_factor``; return them.
+
+    The one place where a group's step size is computed: new optimizers, a
+    resumed fit with another ``learning_rate`` and converted old states all
+    call it. A group without ``lr_factor`` has factor 1.
+    """
+    for group in groups:
+        group["lr"] = learning_rate * group.get("lr_factor", 1.0)
+    return groups
+
+
+def skorch_param_groups(module, learning_rate):
+    """skorch's ``optimizer__param_groups``: :func:`parameter_groups` by name pattern.
+
+    skorch matches parameters by name and puts the unmatched ones (the last
+    group of :func:`parameter_groups`) in a group of its own, last, at the
+    net's ``lr``.
+    """
+    groups = parameter_groups(module, learning_rate)[:-1]
+    return [(name, {key: value for key, value in group.items() if key != "params"})
+            for name, group in zip(module.lr_factors(), groups)]
+
+
+# ----------------------------------------------------------- one training call
+
+@dataclass
+class TrainingResult:
+    """What a training call leaves: the estimator's fitted state.
+
+    Attributes
+    ----------
+    module : VAEModule
+        The trained network.
+    history : skorch.history.History
+        Every epoch trained so far (of this call and the ones before it).
+    optimizer_state : dict
+        The optimizer's ``state_dict()``, for resuming.
+    mean, scale : ndarray of shape (n_features,)
+        The standardization of the first call (zeros and ones when the
+        likelihood models the data as given).
+    seed : int
+        The model's seed (:class:`RandomStreams`).
+    init : str or None
+        The linear model the first call started from.
+    max_epochs : int
+        This call's budget in epochs (``max_epochs`` resolved; 1 for
+        ``partial_fit``).
+    n_iter_no_change : int
+        The patience of early stopping in epochs, resolved.
+    latent_kl : ndarray of shape (n_components,)
+        Mean KL divergence from the prior per latent dimension on the
+        training rows.
+    device : str
+    """
+
+    module: VAEModule
+    history: History
+    optimizer_state: dict
+    mean: np.ndarray
+    scale: np.ndarray
+    seed: int
+    init: object
+    max_epochs: int
+    n_iter_no_change: int
+    latent_kl: np.ndarray
+    device: str
+
+
+def train(params, X, *, epochs, incremental, device, previous=None):
+    """Train a VAE on X for one call to ``fit`` or ``partial_fit``.
+
+    Parameters
+    ----------
+    params : dict
+        The estimator's parameters (``get_params(deep=False)``), validated.
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+        Validated training data, in the likelihood's support.
+    epochs : int or "auto"
+        The call's budget (``max_epochs``, or 1 for ``partial_fit``).
+    incremental : bool
+        ``partial_fit``: no rows are held out.
+    device : str
+        A resolved device name.
+    previous : TrainingResult or None
+        The fitted state to continue from (``partial_fit`` or ``warm_start``);
+        None trains a new model.
+
+    Returns
+    -------
+    result : TrainingResult
+        A new result; ``previous`` and its objects are left as they were.
+    """
+    p = params
+    likelihood = LIKELIHOODS[p["likelihood"]]
+    if previous is None:
+        streams = RandomStreams.from_random_state(p["random_state"])
+        mean, scale = standardization(X) if likelihood.standardize else (
+            np.zeros(X.shape[1]), np.ones(X.shape[1]))
+        module = build_module(X.shape[1], p, streams.generator("weights"))
+        module.observation.set_scale(scale)
+        module.observation.set_resolution(feature_resolution(X) / scale)
+        module = module.to(device)
+    else:
+        streams = RandomStreams(previous.seed, call=len(previous.history))
+        mean, scale = previous.mean, previous.scale
+        module = copy.deepcopy(previous.module).to(device)
+
+    data_mean, data_scale = (mean, scale) if likelihood.standardize else (None, None)
+    low, high = _feature_range(X, data_mean, data_scale)
+    if previous is not None:  # the range of all the rows trained on so far
+        low = np.minimum(low, module.input_low.cpu().numpy())
+        high = np.maximum(high, module.input_high.cpu().numpy())
+    module.set_input_range(low, high)
+    prepare = functools.partial(TrainingData, X, data_mean, data_scale, device)
+    if p["early_stopping"] and not incremental:
+        train_rows, valid_rows = validation_split(
+            X.shape[0], p["validation_fraction"], streams.generator("validation_split"))
+        data, valid = prepare(rows=train_rows), prepare(rows=valid_rows)
+    else:
+        data, valid = prepare(), None
+
+    noise = streams.scoring_noise(p["n_components"])
+    if previous is not None:
+        init = previous.init
+    elif likelihood.supports_linear_start:
+        init = linear_start(module, p["init"], data, valid, noise, streams.seed_of("init_svd"),
+                            streams.generator("init_rows"))
+    else:
+        init = None
+
+    max_epochs = resolve_max_epochs(epochs, len(data), p["batch_size"])
+    patience = resolve_n_iter_no_change(p["n_iter_no_change"], len(data), p["batch_size"])
+    net = build_net(module, p, streams, device, max_epochs=max_epochs, valid=valid,
+                    n_iter_no_change=patience if valid is not None else None,
+                    # the history's losses in the units of X, as -score: the change
+                    # of variables of standardization adds sum(log(scale)) (0 for
+                    # bernoulli); scale is fixed at the first fit, so all calls
+                    # share these units
+                    loss_offset=float(np.log(scale).sum()))
+    net.initialize()
+    if previous is not None:
+        # Adam's moments from the last call, each group at this call's rate
+        factors = [group.get("lr_factor", 1.0) for group in net.optimizer_.param_groups]
+        net.optimizer_.load_state_dict(copy.deepcopy(previous.optimizer_state))
+        for group, factor in zip(net.optimizer_.param_groups, factors):
+            group["lr_factor"] = factor
+        set_learning_rates(net.optimizer_.param_groups, p["learning_rate"])
+        # a new list of the same epoch records: training appends epochs and
+        # writes only to the newest, so the previous history stays as it was
+        # (for a failed call) without a deep copy that grows with every epoch
+        net.history_ = History(previous.history)
+    if valid is not None:
+        # the starting weights (a linear model, or those of the last fit)
+        # compete for the weights kept; see WarmupEarlyStopping
+        net.initial_valid_loss_ = net.validation_loss(valid)
+    net.partial_fit(data)
+
+    return TrainingResult(
+        module=net.module_, history=net.history_, optimizer_state=net.optimizer_.state_dict(),
+        mean=mean, scale=scale, seed=streams.seed, init=init, max_epochs=max_epochs,
+        n_iter_no_change=patience, latent_kl=mean_latent_kl(net.module_, data), device=device)
+
+
+def build_module(n_features, params, generator):
+    """A new network for ``params``, initialised from ``generator``.
+
+    Built on the meta device (no global random draws), then initialised on
+    the CPU from ``generator``: the same weights on every device.
+    """
+    with torch.device("meta"):
+        module = VAEModule(n_features, params["n_components"],
+                           hidden_sizes(params["hidden_layer_sizes"]), params["activation"],
+                           params["likelihood"])
+    # float32 whatever torch's default dtype: training data are float32
+    module = module.to(torch.float32).to_empty(device="cpu")
+    return module.reset_parameters(generator)
+
+
+def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_change,
+              loss_offset=0.0):
+    """The skorch net of one training call: the estimator's parameters, prefixed.
+
+    Parameters
+    ----------
+    module : VAEModule
+        Trained in place.
+    params : dict
+        The estimator's parameters.
+    streams : RandomStreams
+        The call's random streams (shuffling, reparameterisation, scoring noise).
+    device : str
+    max_epochs : int
+        The call's budget in epochs, resolved.
+    valid : TrainingData or None
+        The held-out rows; None trains on all rows without early stopping.
+    n_iter_no_change : int or None
+        Patience of early stopping in epochs; None: no early stopping.
+    loss_offset : float
+        See :class:`~skvae._net.VAENet`.
+    """
+    return VAENet(
+        module,
+        beta=params["beta"],
+        kl_warmup_epochs=params["kl_warmup_epochs"],
+        n_iter_no_change=n_iter_no_change,
+        noise_generator=streams.generator("reparameterization", device),
+        valid_noise=streams.scoring_noise(module.n_components),
+        loss_offset=loss_offset,
+        callbacks=copy.deepcopy(params["callbacks"]) or [],
+        optimizer=torch.optim.Adam,
+        lr=params["learning_rate"],
+        optimizer__param_groups=skorch_param_groups(module, params["learning_rate"]),
+        **{f"optimizer__{k}": v for k, v in adam_options(device).items()},
+        max_epochs=max_epochs,
+        batch_size=params["batch_size"],
+        iterator_train=BatchIterator,
+        iterator_train__shuffle=True,
+        iterator_train__generator=streams.generator("shuffle", device),
+        iterator_valid=BatchIterator,
+        train_split=None if valid is None else (lambda dataset: (dataset, valid)),
+        device=device,
+        verbose=params["verbose"],
+    )
+
+
+# ------------------------------------------------------------- data statistics
+
+def hidden_sizes(hidden_layer_sizes):
+    """``hidden_layer_sizes`` as a tuple (an int is one layer)."""
+    if isinstance(hidden_layer_sizes, (int, np.integer)):
+        return (int(hidden_layer_sizes),)
+    return tuple(hidden_layer_sizes)
+
+
+def standardization(X):
+    """Per-feature ``(mean, scale)`` of X for the Gaussian likelihood.
+
+    ``scale`` is the standard deviation, except for constant features, which get
+    the root-mean-square standard deviation of the other features (1 if all are
+    constant). The model's variance floor is relative to ``scale``, so this
+    keeps ``score`` equivariant to a change of units (``c * X`` scores
+    ``n_features * log(c)`` lower) and bounds the penalty for a held-out value
+    that leaves a feature constant in training by the data's typical spread.
+    """
+    scaler = StandardScaler(with_mean=False).fit(X)  # works for sparse X too
+    mean, var, n = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64), X.shape[0]
+    eps = np.finfo(np.float64).eps  # StandardScaler's test for "constant"
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = np.sqrt(var)
+    scale[constant] = np.sqrt(var[~constant].mean()) if (~constant).any() else 1.0
+    return mean, scale
+
+
+def _feature_range(X, mean=None, scale=None):
+    """Per-feature minimum and maximum of X (dense or CSR), standardized if given."""
+    low, high = X.min(axis=0), X.max(axis=0)
+    if sp.issparse(X):
+        low, high = low.toarray().ravel(), high.toarray().ravel()
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    if mean is not None:
+        low, high = (low - mean) / scale, (high - mean) / scale
+    return low, high
