@@ -301,25 +301,33 @@ def _import_history(saved):
 
 # -------------------------------------------------------------- nested values
 
+def _map_leaves(fn, value):
+    """``fn`` applied to every leaf of ``value``, through dicts, lists and tuples."""
+    if isinstance(value, dict):
+        return {k: _map_leaves(fn, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_leaves(fn, v) for v in value)
+    return fn(value)
+
+
+def _leaves(value):
+    """The leaves of ``value`` (see :func:`_map_leaves`), depth first."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        yield value
+        return
+    for item in value:
+        yield from _leaves(item)
+
+
 def _plain(value):
     """``value`` with NumPy scalars as Python ones (exact), through dicts and lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    return value
+    return _map_leaves(lambda v: v.item() if isinstance(v, np.generic) else v, value)
 
 
 def _holds_tensors(value):
-    if isinstance(value, torch.Tensor):
-        return True
-    if isinstance(value, dict):
-        return any(_holds_tensors(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_tensors(v) for v in value)
-    return False
+    return any(isinstance(leaf, torch.Tensor) for leaf in _leaves(value))
 
 
 def _tensor_to_numpy(tensor):
@@ -331,20 +339,9 @@ def _tensor_to_numpy(tensor):
 
 
 def _tensors_to_numpy(value):
-    if isinstance(value, torch.Tensor):
-        return _tensor_to_numpy(value)
-    if isinstance(value, dict):
-        return {k: _tensors_to_numpy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_tensors_to_numpy(v) for v in value)
-    return value
+    return _map_leaves(lambda v: _tensor_to_numpy(v) if isinstance(v, torch.Tensor) else v,
+                       value)
 
 
 def _numpy_to_tensors(value):
-    if isinstance(value, np.ndarray):
-        return torch.tensor(value)
-    if isinstance(value, dict):
-        return {k: _numpy_to_tensors(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_numpy_to_tensors(v) for v in value)
-    return value
+    return _map_leaves(lambda v: torch.tensor(v) if isinstance(v, np.ndarray) else v, value)
