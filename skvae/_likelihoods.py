@@ -5,7 +5,17 @@ Each likelihood is a small ``torch.nn.Module`` owned by the network
 taken as they are), which values it supports, turns the decoder's output into
 per-sample log-likelihoods and into means, and holds its own parameters (the
 Gaussian variances). A new likelihood or variance model is one class here and
-one entry in :data:`LIKELIHOODS`.
+one entry in :data:`LIKELIHOODS`. The class gives:
+
+* class attributes ``name`` (the key of :data:`LIKELIHOODS`), ``lr_factors``
+  and three properties, each read where its meaning is used:
+  ``standardize`` (the data are modelled standardized, ``(X - mean_) /
+  scale_``), ``supports_linear_start`` (the network can start from PCA or
+  factor analysis, which needs ``set_variance`` and ``variance_floor``) and
+  ``pins_constant_features`` (a feature constant in the training rows decodes
+  to its constant, :meth:`skvae._module.VAEModule.constant_features`);
+* methods ``options``, ``reset_parameters``, ``set_scale``,
+  ``set_resolution``, ``log_prob``, ``mean`` and ``check_support``.
 """
 
 import math
@@ -154,8 +164,18 @@ class GaussianLikelihood(nn.Module):
     """
 
     name = "gaussian"
-    #: data are modelled standardized: ``(X - mean_) / scale_``
-    standardizes = True
+    #: the data are modelled standardized, ``(X - mean_) / scale_``: the
+    #: estimator standardizes its input and undoes it on the means it returns
+    standardize = True
+    #: the network can start as a linear Gaussian model (PCA or factor analysis,
+    #: :meth:`skvae._module.VAEModule.init_linear_gaussian`): this likelihood
+    #: is that model's noise, with :meth:`set_variance` and ``variance_floor``
+    supports_linear_start = True
+    #: a feature constant in the training rows decodes to its constant: the
+    #: decoder's output is the mean itself, in the units of ``input_low``
+    pins_constant_features = True
+    # read by _vae.py until it switches to the named properties
+    standardizes = standardize
     #: parameter name -> multiple of the learning rate it learns at
     lr_factors = {"raw_variance": VARIANCE_LR_FACTOR}
 
@@ -256,7 +276,16 @@ class BernoulliLikelihood(nn.Module):
     """
 
     name = "bernoulli"
-    standardizes = False
+    #: the data are modelled as given (in [0, 1]), not standardized
+    standardize = False
+    #: no linear Gaussian start: the decoder gives logits, not Gaussian means
+    supports_linear_start = False
+    #: constant features are decoded like the others: the decoder gives logits,
+    #: not values in the data's units (a constant 0 or 1 is an infinite logit)
+    pins_constant_features = False
+    # read by _vae.py until it switches to the named properties
+    standardizes = standardize
+    #: no parameter with a step size of its own
     lr_factors = {}
 
     def __init__(self, n_features):
