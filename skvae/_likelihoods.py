@@ -3,9 +3,9 @@
 Each likelihood is a small ``torch.nn.Module`` owned by the network
 (``VAEModule.observation``). It says how the data are prepared (standardized or
 taken as they are), which values it supports, turns the decoder's output into
-per-sample log-likelihoods and into means, and holds its own parameters (the
-Gaussian variances). A new likelihood or variance model is one class here and
-one entry in :data:`LIKELIHOODS`. The class gives:
+per-sample log-likelihoods and into means (in torch and as ONNX nodes), and
+holds its own parameters (the Gaussian variances). A new likelihood or variance
+model is one class here and one entry in :data:`LIKELIHOODS`. The class gives:
 
 * class attributes ``name`` (the key of :data:`LIKELIHOODS`), ``lr_factors``
   and three properties, each read where its meaning is used:
@@ -15,7 +15,8 @@ one entry in :data:`LIKELIHOODS`. The class gives:
   ``pins_constant_features`` (a feature constant in the training rows decodes
   to its constant, :meth:`skvae._module.VAEModule.constant_features`);
 * methods ``options``, ``reset_parameters``, ``set_scale``,
-  ``set_resolution``, ``log_prob``, ``mean`` and ``check_support``.
+  ``set_resolution``, ``log_prob``, ``mean``, ``write_onnx_mean`` and
+  ``check_support``.
 """
 
 import math
@@ -261,6 +262,28 @@ class GaussianLikelihood(nn.Module):
         """E[x | z] in the model's (standardized) units."""
         return out
 
+    def write_onnx_mean(self, writer, x, output=None):
+        """Write :meth:`mean` as ONNX nodes: the decoder's output itself.
+
+        Parameters
+        ----------
+        writer : object
+            The graph writer of :mod:`skvae.onnx`: ``writer.node(op_type,
+            inputs, output=None, **attrs)`` adds a node and
+            ``writer.constant(seed, array)`` a float32 initializer, each
+            returning the name of its tensor.
+        x : str
+            Name of the decoder's output (float32, shape ``(n, n_features)``).
+        output : str, default=None
+            Name of the result; None lets the writer name it.
+
+        Returns
+        -------
+        name : str
+            Name of the tensor holding the means.
+        """
+        return x if output is None else writer.node("Identity", [x], output)
+
     @staticmethod
     def check_support(X):
         """Any real value is supported."""
@@ -312,6 +335,28 @@ class BernoulliLikelihood(nn.Module):
     def mean(self, out):
         """Probabilities: ``sigmoid(out)``."""
         return torch.sigmoid(out)
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Write :meth:`mean` as ONNX nodes: ``Sigmoid`` of the logits.
+
+        Parameters
+        ----------
+        writer : object
+            The graph writer of :mod:`skvae.onnx`: ``writer.node(op_type,
+            inputs, output=None, **attrs)`` adds a node and
+            ``writer.constant(seed, array)`` a float32 initializer, each
+            returning the name of its tensor.
+        x : str
+            Name of the decoder's output (float32, shape ``(n, n_features)``).
+        output : str, default=None
+            Name of the result; None lets the writer name it.
+
+        Returns
+        -------
+        name : str
+            Name of the tensor holding the means.
+        """
+        return writer.node("Sigmoid", [x], output)
 
     @staticmethod
     def check_support(X):

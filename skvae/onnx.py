@@ -139,21 +139,28 @@ def _write_encoder(w, x, estimator, output):
 
 
 def _write_decoder(w, z, estimator, output):
-    """Decoder means of z in the original units: ``estimator.inverse_transform``."""
+    """Decoder means of z in the original units: ``estimator.inverse_transform``.
+
+    As ``VAEModule.decoder_mean``: the networks' output, the constant features
+    of ``VAEModule.constant_features`` set to their constants, then the
+    likelihood's mean, which the likelihood writes itself (``write_onnx_mean``).
+    """
     module = estimator.module_
     x = _write_mlp(w, z, module.decoder, module.activation)
     weight, bias = _weights(module.decoder_head)
     x = w.node("Gemm", [x, w.constant("W", weight), w.constant("B", bias)], transB=1)
     linear = w.node("MatMul", [z, w.constant("W_linear", _weights(module.decoder_linear)[0].T)])
     x = w.node("Add", [x, linear])
-    if module.likelihood == "bernoulli":  # the Bernoulli mean: sigmoid of the logits
-        return w.node("Sigmoid", [x], output)
     pinned = module.constant_features()  # the rule of VAEModule.decode
     if pinned is not None:
         constant, value = (t.cpu().numpy() for t in pinned)
         if constant.any():
             x = w.node("Mul", [x, w.constant("varies", ~constant)])
             x = w.node("Add", [x, w.constant("constant", np.where(constant, value, 0.0))])
+    observation = module.observation
+    if not observation.standardize:
+        return observation.write_onnx_mean(w, x, output)
+    x = observation.write_onnx_mean(w, x)
     x = w.node("Mul", [x, w.constant("scale", estimator.scale_)])
     return w.node("Add", [x, w.constant("mean", estimator.mean_)], output)
 
