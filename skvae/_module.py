@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._likelihoods import LIKELIHOODS, MIN_VARIANCE, _inverse_softplus  # noqa: F401
+from ._likelihoods import LIKELIHOODS, _inverse_softplus
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -8,7 +8,8 @@ import torch
 from numpy.testing import assert_allclose
 from torch import nn
 
-from skvae._module import (ACTIVATIONS, MAX_POSTERIOR_LOG_VARIANCE, MIN_VARIANCE, VAEModule,
+from skvae._likelihoods import MIN_VARIANCE
+from skvae._module import (ACTIVATIONS, MAX_POSTERIOR_LOG_VARIANCE, VAEModule,
                            _bounded_log_variance, _unbounded_log_variance)
 
 
