@@ -3,9 +3,20 @@
 Each likelihood is a small ``torch.nn.Module`` owned by the network
 (``VAEModule.observation``). It says how the data are prepared (standardized or
 taken as they are), which values it supports, turns the decoder's output into
-per-sample log-likelihoods and into means, and holds its own parameters (the
-Gaussian variances). A new likelihood or variance model is one class here and
-one entry in :data:`LIKELIHOODS`.
+per-sample log-likelihoods and into means (in torch and as ONNX nodes), and
+holds its own parameters (the Gaussian variances). A new likelihood or variance
+model is one class here and one entry in :data:`LIKELIHOODS`. The class gives:
+
+* class attributes ``name`` (the key of :data:`LIKELIHOODS`), ``lr_factors``
+  and three properties, each read where its meaning is used:
+  ``standardize`` (the data are modelled standardized, ``(X - mean_) /
+  scale_``), ``supports_linear_start`` (the network can start from PCA or
+  factor analysis, which needs ``set_variance`` and ``variance_floor``) and
+  ``pins_constant_features`` (a feature constant in the training rows decodes
+  to its constant, :meth:`skvae._module.VAEModule.constant_features`);
+* methods ``options``, ``reset_parameters``, ``set_scale``,
+  ``set_resolution``, ``log_prob``, ``mean``, ``write_onnx_mean`` and
+  ``check_support``.
 """
 
 import math
@@ -154,9 +165,16 @@ class GaussianLikelihood(nn.Module):
     """
 
     name = "gaussian"
-    #: data are modelled standardized: ``(X - mean_) / scale_``
-    standardizes = True
-    standardize = supports_linear_start = pins_constant_features = True  # TEMP until merge
+    #: the data are modelled standardized, ``(X - mean_) / scale_``: the
+    #: estimator standardizes its input and undoes it on the means it returns
+    standardize = True
+    #: the network can start as a linear Gaussian model (PCA or factor analysis,
+    #: :meth:`skvae._module.VAEModule.init_linear_gaussian`): this likelihood
+    #: is that model's noise, with :meth:`set_variance` and ``variance_floor``
+    supports_linear_start = True
+    #: a feature constant in the training rows decodes to its constant: the
+    #: decoder's output is the mean itself, in the units of ``input_low``
+    pins_constant_features = True
     #: parameter name -> multiple of the learning rate it learns at
     lr_factors = {"raw_variance": VARIANCE_LR_FACTOR}
 
@@ -242,6 +260,28 @@ class GaussianLikelihood(nn.Module):
         """E[x | z] in the model's (standardized) units."""
         return out
 
+    def write_onnx_mean(self, writer, x, output=None):
+        """Write :meth:`mean` as ONNX nodes: the decoder's output itself.
+
+        Parameters
+        ----------
+        writer : object
+            The graph writer of :mod:`skvae.onnx`: ``writer.node(op_type,
+            inputs, output=None, **attrs)`` adds a node and
+            ``writer.constant(seed, array)`` a float32 initializer, each
+            returning the name of its tensor.
+        x : str
+            Name of the decoder's output (float32, shape ``(n, n_features)``).
+        output : str, default=None
+            Name of the result; None lets the writer name it.
+
+        Returns
+        -------
+        name : str
+            Name of the tensor holding the means.
+        """
+        return x if output is None else writer.node("Identity", [x], output)
+
     @staticmethod
     def check_support(X):
         """Any real value is supported."""
@@ -257,8 +297,14 @@ class BernoulliLikelihood(nn.Module):
     """
 
     name = "bernoulli"
-    standardizes = False
-    standardize = supports_linear_start = pins_constant_features = False  # TEMP until merge
+    #: the data are modelled as given (in [0, 1]), not standardized
+    standardize = False
+    #: no linear Gaussian start: the decoder gives logits, not Gaussian means
+    supports_linear_start = False
+    #: constant features are decoded like the others: the decoder gives logits,
+    #: not values in the data's units (a constant 0 or 1 is an infinite logit)
+    pins_constant_features = False
+    #: no parameter with a step size of its own
     lr_factors = {}
 
     def __init__(self, n_features):
@@ -285,6 +331,28 @@ class BernoulliLikelihood(nn.Module):
     def mean(self, out):
         """Probabilities: ``sigmoid(out)``."""
         return torch.sigmoid(out)
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Write :meth:`mean` as ONNX nodes: ``Sigmoid`` of the logits.
+
+        Parameters
+        ----------
+        writer : object
+            The graph writer of :mod:`skvae.onnx`: ``writer.node(op_type,
+            inputs, output=None, **attrs)`` adds a node and
+            ``writer.constant(seed, array)`` a float32 initializer, each
+            returning the name of its tensor.
+        x : str
+            Name of the decoder's output (float32, shape ``(n, n_features)``).
+        output : str, default=None
+            Name of the result; None lets the writer name it.
+
+        Returns
+        -------
+        name : str
+            Name of the tensor holding the means.
+        """
+        return writer.node("Sigmoid", [x], output)
 
     @staticmethod
     def check_support(X):

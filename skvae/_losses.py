@@ -8,8 +8,6 @@ import math
 
 import torch
 
-from ._likelihoods import bernoulli_log_likelihood, gaussian_log_likelihood  # noqa: F401
-
 _LOG_2PI = math.log(2 * math.pi)
 
 # Table sizes for deterministic scoring noise: Mersenne primes, so that any

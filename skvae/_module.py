@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._likelihoods import LIKELIHOODS, MIN_VARIANCE, _inverse_softplus  # noqa: F401
+from ._likelihoods import LIKELIHOODS, _inverse_softplus
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -66,11 +66,12 @@ class VAEModule(nn.Module):
     far outside that range, say ink on a pixel that was blank in every training
     image, cannot push its latent code, and with it the reconstruction of every
     other feature, arbitrarily far. The likelihood still scores the row's own
-    values. With a Gaussian likelihood a feature that was constant in training
-    (``input_low == input_high``) decodes to that constant: its variance falls
-    to the likelihood's floor, and a held-out row with another value there pays
-    the outlier component's bounded penalty instead of the decoder drifting off
-    the constant during training.
+    values. With a likelihood whose ``pins_constant_features`` is true (the
+    Gaussian one) a feature that was constant in training decodes to that
+    constant (:meth:`constant_features`): its variance falls to the
+    likelihood's floor, and a held-out row with another value there pays the
+    outlier component's bounded penalty instead of the decoder drifting off the
+    constant during training.
 
     Parameters
     ----------
@@ -188,8 +189,10 @@ class VAEModule(nn.Module):
         offset : ndarray of shape (n_features,)
             Mean of x.
         """
-        if self.observation.name != "gaussian":
-            raise ValueError("init_linear_gaussian needs likelihood='gaussian'.")
+        if not self.observation.supports_linear_start:
+            raise ValueError(
+                "init_linear_gaussian needs a likelihood with a linear Gaussian start "
+                f"(likelihood='gaussian'), got likelihood={self.likelihood!r}.")
         W = np.asarray(weights, dtype=np.float64)
         psi = np.maximum(np.asarray(noise_variance, dtype=np.float64),
                          self.observation.variance_floor.double().cpu().numpy())
@@ -222,11 +225,34 @@ class VAEModule(nn.Module):
         mu, raw = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
         return mu + self.encoder_linear(x), _bounded_log_variance(raw, self.max_log_variance)
 
+    def constant_features(self):
+        """The features that decode to a constant, and their values.
+
+        The one statement of the rule, read by :meth:`decode` and by the ONNX
+        decoder of :mod:`skvae.onnx`: with a likelihood whose
+        ``pins_constant_features`` is true, a feature that was constant in the
+        training rows (``input_low == input_high``, see
+        :meth:`set_input_range`) decodes to that constant, whatever z.
+
+        Returns
+        -------
+        pinned : tuple of (Tensor, Tensor) or None
+            ``(mask, values)``, each of shape ``(n_features,)``: True for a
+            constant feature, and the value it decodes to (model units) where
+            ``mask`` is True. None when the likelihood decodes every feature
+            freely.
+        """
+        if not self.observation.pins_constant_features:
+            return None
+        return self.input_low == self.input_high, self.input_low
+
     def decode(self, z):
         """Decoder output: Gaussian means or Bernoulli logits, shape ``(..., n_features)``."""
         out = self.decoder_head(self.decoder(z)) + self.decoder_linear(z)
-        if self.observation.standardizes:
-            out = torch.where(self.input_low == self.input_high, self.input_low, out)
+        pinned = self.constant_features()
+        if pinned is not None:
+            constant, value = pinned
+            out = torch.where(constant, value, out)
         return out
 
     def log_likelihood(self, x, z):

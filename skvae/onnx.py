@@ -123,7 +123,7 @@ def _write_mlp(w, x, mlp, activation):
 def _write_encoder(w, x, estimator, output):
     """Posterior means of x: what ``estimator.transform`` computes."""
     module = estimator.module_
-    if module.observation.standardizes:  # (x - mean_) / scale_, as skvae does
+    if module.observation.standardize:  # (x - mean_) / scale_, as skvae does
         x = w.node("Sub", [x, w.constant("mean", estimator.mean_)])
         x = w.node("Div", [x, w.constant("scale", estimator.scale_)])
     # the encoder sees each feature clipped to its training range (finite once fitted)
@@ -139,21 +139,28 @@ def _write_encoder(w, x, estimator, output):
 
 
 def _write_decoder(w, z, estimator, output):
-    """Decoder means of z in the original units: ``estimator.inverse_transform``."""
+    """Decoder means of z in the original units: ``estimator.inverse_transform``.
+
+    As ``VAEModule.decoder_mean``: the networks' output, the constant features
+    of ``VAEModule.constant_features`` set to their constants, then the
+    likelihood's mean, which the likelihood writes itself (``write_onnx_mean``).
+    """
     module = estimator.module_
     x = _write_mlp(w, z, module.decoder, module.activation)
     weight, bias = _weights(module.decoder_head)
     x = w.node("Gemm", [x, w.constant("W", weight), w.constant("B", bias)], transB=1)
     linear = w.node("MatMul", [z, w.constant("W_linear", _weights(module.decoder_linear)[0].T)])
     x = w.node("Add", [x, linear])
-    if module.likelihood == "bernoulli":  # the Bernoulli mean: sigmoid of the logits
-        return w.node("Sigmoid", [x], output)
-    # features constant in training decode to their constant (VAEModule.decode)
-    low, high = (b.cpu().numpy().astype(np.float64) for b in (module.input_low, module.input_high))
-    constant = low == high
-    if constant.any():
-        x = w.node("Mul", [x, w.constant("varies", (~constant).astype(np.float32))])
-        x = w.node("Add", [x, w.constant("constant", np.where(constant, low, 0.0))])
+    pinned = module.constant_features()  # the rule of VAEModule.decode
+    if pinned is not None:
+        constant, value = (t.cpu().numpy() for t in pinned)
+        if constant.any():
+            x = w.node("Mul", [x, w.constant("varies", ~constant)])
+            x = w.node("Add", [x, w.constant("constant", np.where(constant, value, 0.0))])
+    observation = module.observation
+    if not observation.standardize:
+        return observation.write_onnx_mean(w, x, output)
+    x = observation.write_onnx_mean(w, x)
     x = w.node("Mul", [x, w.constant("scale", estimator.scale_)])
     return w.node("Add", [x, w.constant("mean", estimator.mean_)], output)
 

@@ -10,10 +10,10 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import skvae._losses
-from skvae._losses import (MAX_IMPORTANCE_SAMPLES, RowNoise, bernoulli_log_likelihood, elbo,
-                           gaussian_kl, gaussian_log_likelihood, iwae_bound, kl_weight,
-                           reconstruction_log_likelihood, standard_normal_log_density)
-from skvae._likelihoods import robust_gaussian_log_likelihood
+from skvae._likelihoods import (bernoulli_log_likelihood, gaussian_log_likelihood,
+                                robust_gaussian_log_likelihood)
+from skvae._losses import (MAX_IMPORTANCE_SAMPLES, RowNoise, elbo, gaussian_kl, iwae_bound,
+                           kl_weight, reconstruction_log_likelihood, standard_normal_log_density)
 from skvae._module import VAEModule
 
 

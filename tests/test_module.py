@@ -8,7 +8,9 @@ import torch
 from numpy.testing import assert_allclose
 from torch import nn
 
-from skvae._module import (ACTIVATIONS, MAX_POSTERIOR_LOG_VARIANCE, MIN_VARIANCE, VAEModule,
+from skvae._likelihoods import (LIKELIHOODS, MIN_VARIANCE, BernoulliLikelihood,
+                                GaussianLikelihood)
+from skvae._module import (ACTIVATIONS, MAX_POSTERIOR_LOG_VARIANCE, VAEModule,
                            _bounded_log_variance, _unbounded_log_variance)
 
 
@@ -16,6 +18,27 @@ def _module(n_features=7, n_components=3, hidden=(6, 4), activation="relu",
             likelihood="gaussian", seed=0):
     module = VAEModule(n_features, n_components, hidden, activation, likelihood)
     return module.reset_parameters(torch.Generator().manual_seed(seed))
+
+
+class _FreeGaussian(GaussianLikelihood):
+    """The Gaussian likelihood, decoding constant features like the others."""
+
+    name = "free_gaussian"
+    pins_constant_features = False
+
+
+class _GaussianWithoutLinearStart(GaussianLikelihood):
+    """The Gaussian likelihood, claiming no linear Gaussian start."""
+
+    name = "gaussian_without_linear_start"
+    supports_linear_start = False
+
+
+@pytest.fixture
+def custom_likelihoods(monkeypatch):
+    """Register the likelihood classes above for the test (VAEModule looks names up)."""
+    for cls in (_FreeGaussian, _GaussianWithoutLinearStart):
+        monkeypatch.setitem(LIKELIHOODS, cls.name, cls)
 
 
 def _linears(sequential):
@@ -190,3 +213,64 @@ def test_gradients_reach_every_parameter():
     loss = module.log_likelihood(x, mu + logvar.exp()).sum()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.parameters())
+
+
+@pytest.mark.parametrize("cls, values", [(GaussianLikelihood, True),
+                                         (BernoulliLikelihood, False)])
+def test_likelihood_properties(cls, values):
+    assert cls.standardize is values
+    assert cls.supports_linear_start is values
+    assert cls.pins_constant_features is values
+
+
+def _decoder_output(module, z):
+    """decode(z) without the constant-feature rule: the networks' sum."""
+    return module.decoder_head(module.decoder(z)) + module.decoder_linear(z)
+
+
+@pytest.mark.parametrize("likelihood, pins", [("gaussian", True), ("bernoulli", False),
+                                              ("free_gaussian", False)])
+def test_constant_features_decode_to_their_constant_where_the_likelihood_pins_them(
+        custom_likelihoods, likelihood, pins):
+    module = _module(likelihood=likelihood).double()
+    assert module.constant_features() is None or not module.constant_features()[0].any()
+    low = np.linspace(-1.0, 1.0, 7)
+    high = low + 0.5
+    high[[2, 5]] = low[[2, 5]]  # features 2 and 5 were constant in training
+    module.set_input_range(low, high)
+    z = 3 * torch.randn(20, 4, 3, generator=torch.Generator().manual_seed(0),
+                        dtype=torch.float64)
+    with torch.no_grad():
+        out, free = module.decode(z), _decoder_output(module, z)
+    assert free[..., [2, 5]].std() > 0.1  # the networks' output varies with z there
+    if not pins:
+        assert module.constant_features() is None
+        assert torch.equal(out, free)
+        return
+    constant, value = module.constant_features()
+    assert constant.tolist() == [j in (2, 5) for j in range(7)]
+    assert_allclose(value[constant].numpy(), low[[2, 5]])
+    assert torch.equal(out[..., ~constant], free[..., ~constant])
+    assert torch.equal(out[..., constant], value[constant].expand(20, 4, 2))
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian_without_linear_start"])
+def test_linear_start_needs_a_likelihood_that_supports_it(custom_likelihoods, likelihood):
+    module = _module(likelihood=likelihood)
+    with pytest.raises(ValueError, match=f"linear Gaussian start.*{likelihood}"):
+        module.init_linear_gaussian(np.ones((7, 3)), np.ones(7), np.zeros(7))
+
+
+def test_linear_start_makes_the_decoder_linear():
+    module = _module(likelihood="gaussian").double()
+    rng = np.random.default_rng(0)
+    W, offset = rng.standard_normal((7, 3)), rng.standard_normal(7)
+    module.init_linear_gaussian(W, np.full(7, 0.5), offset)
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        x = module.decode(z).numpy()
+        assert_allclose(module.decode(torch.zeros(1, 3, dtype=torch.float64)).numpy()[0], offset)
+    # the latent axes are rotated: the same linear map up to that rotation
+    centred = x - offset
+    assert_allclose(centred @ np.linalg.pinv(W).T @ W.T, centred, atol=1e-10)
+    assert_allclose(module.observation.log_variance().exp().detach().numpy(), 0.5)

@@ -1,5 +1,6 @@
 """Tests of the ONNX export (skvae/onnx.py): skl2onnx converter and decoder model."""
 
+import copy
 import subprocess
 import sys
 
@@ -12,7 +13,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import torch
+
 from skvae import VAETransformer
+from skvae._likelihoods import LIKELIHOODS as LIKELIHOOD_CLASSES
 from skvae._module import ACTIVATIONS
 
 skl2onnx = pytest.importorskip("skl2onnx")
@@ -108,6 +112,79 @@ def test_pipeline_with_scaler_and_classifier(X1000, likelihood):
         top2 = np.sort(pipe.predict_proba(X[:n]), axis=1)[:, -2:]
         clear = top2[:, 1] - top2[:, 0] > 1e-4
         assert_array_equal(label[clear], pipe.predict(X[:n])[clear])
+
+
+@pytest.mark.parametrize("likelihood", sorted(LIKELIHOOD_CLASSES))
+def test_each_likelihood_writes_its_own_onnx_mean(likelihood):
+    from onnx import TensorProto, helper
+
+    observation = LIKELIHOOD_CLASSES[likelihood](5)
+    w = skvae_onnx._HelperWriter(18)
+    assert observation.write_onnx_mean(w, "out", "mean") == "mean"
+    graph = helper.make_graph(
+        w.nodes, "mean", [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 5])],
+        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, [None, 5])],
+        initializer=w.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    out = 4 * np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32)
+    expected = observation.mean(torch.from_numpy(out)).numpy()
+    assert_allclose(_run(model, out)[0], expected, **TOL)
+
+
+def _latent(n=50, spread=3.0):
+    """Latent codes, also far out in the prior's tails."""
+    return (spread * np.random.default_rng(0).standard_normal((n, 3))).astype(np.float32)
+
+
+def test_bernoulli_decoder_is_the_sigmoid_of_the_logits(fitted):
+    est = fitted("relu", "bernoulli")
+    assert not est.module_.observation.standardize
+    decoder = skvae_onnx.to_onnx_decoder(est)
+    assert decoder.graph.node[-1].op_type == "Sigmoid"  # no units to restore after it
+    encoder_ops = {node.op_type for node in skl2onnx.to_onnx(est, np.zeros((1, 64), np.float32))
+                   .graph.node}
+    assert encoder_ops.isdisjoint({"Sub", "Div"})  # the data are modelled as given
+    Z = _latent()
+    with torch.no_grad():
+        logits = est.module_.decode(torch.from_numpy(Z)).numpy()
+    assert_allclose(_run(decoder, Z)[0], 1 / (1 + np.exp(-logits)), **TOL)
+
+
+def _moved_off_the_constants(est):
+    """A copy of ``est`` whose networks no longer give the constant features' constants."""
+    est = copy.deepcopy(est)
+    constant = est.module_.constant_features()[0]
+    with torch.no_grad():  # training leaves them at the constant: no gradient reaches them
+        est.module_.decoder_linear.weight[constant] = 1.0
+        est.module_.decoder_head.bias[constant] += 0.5
+    return est
+
+
+def test_gaussian_decoder_restores_the_units_and_pins_constant_features(fitted, X1000):
+    est = _moved_off_the_constants(fitted("relu", "gaussian"))
+    X = X1000[:300]  # the training rows
+    constant = est.module_.constant_features()[0].numpy()
+    assert_array_equal(constant, X.min(axis=0) == X.max(axis=0))
+    assert constant.sum() >= 2  # digits has blank pixels
+    Z = _latent(spread=10.0)
+    with torch.no_grad():
+        means = est.module_.decode(torch.from_numpy(Z)).numpy()
+    X_back = _run(skvae_onnx.to_onnx_decoder(est), Z)[0]
+    assert_allclose(X_back, means * est.scale_ + est.mean_, rtol=1e-4, atol=1e-4)
+    assert_allclose(X_back[:, constant], np.broadcast_to(X[0, constant], (50, constant.sum())),
+                    atol=1e-5)
+
+
+def test_decoder_follows_a_likelihood_that_decodes_constant_features_freely(fitted, X1000):
+    est = _moved_off_the_constants(fitted("relu", "gaussian"))
+    est.module_.observation.pins_constant_features = False
+    assert est.module_.constant_features() is None
+    X = X1000[:300]
+    constant = X.min(axis=0) == X.max(axis=0)
+    Z = _latent()
+    X_back = _run(skvae_onnx.to_onnx_decoder(est), Z)[0]
+    assert_allclose(X_back, est.inverse_transform(Z), **TOL)
+    assert (X_back[:, constant].std(axis=0) > 0.1).all()  # no longer pinned
 
 
 def test_float64_input_is_refused_with_advice(fitted, X1000):
