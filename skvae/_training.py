@@ -35,7 +35,7 @@ from ._likelihoods import LIKELIHOODS
 from ._losses import RowNoise
 from ._module import VAEModule
 from ._net import VAENet, mean_latent_kl
-from ._utils import adam_options, make_generator, make_seed
+from ._utils import adam_options, derive_seed, make_generator, make_seed
 
 #: ``max_epochs="auto"``: epochs for this many optimizer steps, and at least
 #: AUTO_MIN_EPOCHS (an epoch is two steps on 150 rows, 469 on 60,000)
@@ -91,7 +91,7 @@ class RandomStreams:
     def __init__(self, seed, call=0):
         self.seed = int(seed)
         self.call = int(call)
-        self.call_seed = self.seed if call == 0 else _child(self.seed, self.RESUME, call)
+        self.call_seed = self.seed if call == 0 else derive_seed(self.seed, self.RESUME, call)
 
     @classmethod
     def from_random_state(cls, random_state):
@@ -101,8 +101,8 @@ class RandomStreams:
     def seed_of(self, name):
         """The integer seed of stream ``name`` (a key of :attr:`CALL` or :attr:`MODEL`)."""
         if name in self.MODEL:
-            return _child(self.seed, self.MODEL[name])
-        return _child(self.call_seed, self.CALL[name])
+            return derive_seed(self.seed, self.MODEL[name])
+        return derive_seed(self.call_seed, self.CALL[name])
 
     def generator(self, name, device="cpu"):
         """A ``torch.Generator`` on ``device`` for stream ``name``."""
@@ -111,11 +111,6 @@ class RandomStreams:
     def scoring_noise(self, n_components):
         """The model's deterministic scoring noise (:class:`~skvae._losses.RowNoise`)."""
         return RowNoise(self.seed_of("scoring"), n_components)
-
-
-def _child(seed, *keys):
-    """The first 32-bit word of ``SeedSequence([seed, *keys])``."""
-    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
 # ------------------------------------------------------- budget and patience

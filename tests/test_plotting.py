@@ -14,7 +14,7 @@ from sklearn.exceptions import NotFittedError
 
 from skvae import VAETransformer, plotting
 from skvae._data import validation_split
-from skvae._utils import derive_seed, make_generator, make_seed
+from skvae._training import RandomStreams
 from skvae.evaluation import COLUMNS
 from skvae.plotting import (plot_comparison, plot_latent_space, plot_latent_traversal,
                             plot_reconstructions, plot_training_history)
@@ -287,7 +287,8 @@ def test_history_marks_the_early_stopping_epoch(pyplot, vae3, digits):
     # the validation curve is -score of the held-out rows: same units, and the
     # kept weights are those of the marked epoch (float32, as in training: the
     # ELBO's noise is derived from the values, so float64 input draws other noise)
-    rows = validation_split(200, 0.1, make_generator(derive_seed(make_seed(0), 1)))[1].numpy()
+    streams = RandomStreams.from_random_state(0)  # the fit's own validation split
+    rows = validation_split(200, 0.1, streams.generator("validation_split"))[1].numpy()
     minus_score = -vae3.score(digits[0][rows].astype(np.float32))
     assert_allclose(valid_line.get_ydata()[best - 1], minus_score, rtol=1e-6)
     assert not np.isclose(valid_line.get_ydata()[-1], minus_score, rtol=1e-6)
