@@ -16,6 +16,7 @@ import torch
 from sklearn.decomposition import PCA, FactorAnalysis
 from threadpoolctl import threadpool_limits
 
+from . import _data
 from ._losses import iwae_bound
 
 #: Training rows the linear models are fitted on (a random subset above this).
@@ -80,6 +81,25 @@ def linear_gaussian_model(method, x, n_components, seed):
     return fa.components_.T, fa.noise_variance_, fa.mean_
 
 
+def _mean_iwae_bound(module, data, rows, noise):
+    """Mean over ``rows`` of ``data`` of the bound that judges the linear models.
+
+    Batches of rows keep the bound's intermediates (rows x importance samples x
+    the widest layer, three at once in the likelihood) within
+    :data:`skvae._data.INFERENCE_BATCH_FLOATS`, as ``score_samples`` does; the
+    noise is a function of each row (:class:`~skvae._losses.RowNoise`), so it is
+    the same in any batch.
+    """
+    width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
+    step = max(1, _data.INFERENCE_BATCH_FLOATS // (3 * CHOICE_SAMPLES * width))
+    values = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), step):
+        x = data.take(rows[start:start + step])
+        bound = iwae_bound(module, x, noise(x, CHOICE_SAMPLES))
+        values[start:start + len(x)] = bound.double().cpu().numpy()
+    return float(values.mean())
+
+
 def linear_start(module, method, train, valid, noise, seed, generator):
     """Initialise ``module`` from the best linear Gaussian model; return its name.
 
@@ -113,17 +133,17 @@ def linear_start(module, method, train, valid, noise, seed, generator):
     single = x.size <= SINGLE_THREAD_VALUES and threading.current_thread() is threading.main_thread()
     with threadpool_limits(1 if single else None, user_api="blas"):
         models = {m: linear_gaussian_model(m, x, module.n_components, seed) for m in methods}
+    del x  # the rows are not needed to judge, and can be large
     if len(models) == 1:
         name = next(iter(models))
     else:
         judge = valid if valid is not None else train
-        x_judge = judge.take(torch.arange(min(len(judge), MAX_INIT_ROWS), device=judge.store))
-        eps = noise(x_judge, CHOICE_SAMPLES)
+        rows = torch.arange(min(len(judge), MAX_INIT_ROWS), device=judge.store)
         scores = {}
         with torch.no_grad():
             for m, params in models.items():
                 module.init_linear_gaussian(*params)
-                scores[m] = float(iwae_bound(module, x_judge, eps).mean())
+                scores[m] = _mean_iwae_bound(module, judge, rows, noise)
         name = max(scores, key=lambda m: (np.nan_to_num(scores[m], nan=-np.inf), m == "pca"))
     module.init_linear_gaussian(*models[name])
     return name
