@@ -63,6 +63,23 @@ class _CSRRows:
             out[row_of, self.indices[pos]] = self.data[pos]
         return out
 
+    def csr(self, rows):
+        """The rows ``rows`` (a LongTensor of row numbers) as a scipy CSR matrix.
+
+        The values as held (float32, not standardized), on the CPU: for code that
+        works on the sparse rows themselves (the linear start's PCA), with memory
+        in proportion to their non-zeros.
+        """
+        starts = self.indptr[rows]
+        counts = self.indptr[rows + 1] - starts
+        total = int(counts.sum())
+        first = torch.cumsum(counts, 0) - counts
+        pos = (torch.arange(total, device=rows.device)
+               - torch.repeat_interleave(first - starts, counts, output_size=total))
+        indptr = np.concatenate([[0], torch.cumsum(counts, 0).cpu().numpy()])
+        return sp.csr_matrix((self.data[pos].cpu().numpy(), self.indices[pos].cpu().numpy(),
+                              indptr), shape=(len(rows), self.shape[1]))
+
 
 def _float32_rows(X, rows, mean, scale):
     """``(X[rows] - mean) / scale`` as a new C-contiguous float32 array.
@@ -124,6 +141,30 @@ class TrainingData(torch.utils.data.Dataset):
 
     def __len__(self):
         return self.X.shape[0] if self.X is not None else self.rows.shape[0]
+
+    @property
+    def sparse(self):
+        """Whether X was sparse: then :meth:`sparse_rows` hands out its rows."""
+        return self.rows is not None
+
+    def sparse_rows(self, rows):
+        """Rows of a sparse X, not standardized, as a float32 scipy CSR matrix.
+
+        Parameters
+        ----------
+        rows : LongTensor
+            Row numbers, on ``self.store``.
+
+        Returns
+        -------
+        X_rows : scipy.sparse.csr_matrix of shape (len(rows), n_features)
+            The values as held (X in float32), without ``mean`` and ``scale``:
+            ``(X_rows - mean) / scale`` are the rows :meth:`take` gives, which a
+            sparse matrix cannot hold without densifying.
+        """
+        if not self.sparse:
+            raise ValueError("sparse_rows needs a TrainingData of a sparse X.")
+        return self.rows.csr(rows)
 
     def take(self, rows):
         """Model-ready batch for ``rows``: a slice or a LongTensor on ``self.store``."""

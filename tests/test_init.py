@@ -1,0 +1,293 @@
+"""The linear start on sparse data, and the judge in batches (skvae/_init.py).
+
+Sparse rows are never made dense: PCA centres them implicitly, factor analysis
+is fitted to rows with their covariance. The model must be the one the dense
+rows give, up to rounding (the dense rows are float32 and standardized in
+float32, the sparse ones in float64).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.sparse import csr_array, csr_matrix
+from scipy.stats import multivariate_normal
+from sklearn.decomposition import PCA
+
+import skvae
+import skvae._data
+import skvae._init
+from skvae import VAETransformer
+from skvae._data import TrainingData
+from skvae._init import (SparseRows, _mean_iwae_bound, _rows, covariance_rows,
+                         linear_gaussian_model, linear_start)
+from skvae._losses import RowNoise, iwae_bound
+from skvae._utils import make_generator
+from skvae._vae import standardization
+
+CSR_CONTAINERS = [csr_matrix, csr_array]
+
+
+def _data(n, d, k=3, density=0.4, seed=0):
+    """Rows of a k-factor model, most values implicit zeros, two constant columns."""
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, k) @ rng.randn(k, d) + rng.randn(n, d) * rng.uniform(0.3, 1.0, d)
+    X *= rng.uniform(size=(n, d)) < density
+    X[:, 0] = 0.0  # implicit zeros only
+    X[:, 1] = 2.5  # one value, stored in every row
+    X[3] = 0.0     # an empty row
+    return X
+
+
+def _training_data(X, container=None, rows=None):
+    mean, scale = standardization(X)  # the same for both: the start is under test
+    return TrainingData(X if container is None else container(X), mean, scale, rows=rows)
+
+
+def _module(d, k, scale, seed=0):
+    module = VAETransformer(k, hidden_layer_sizes=(16,))._build_module(d, make_generator(seed))
+    module.observation.set_scale(scale)
+    return module
+
+
+def _model_covariance(model):
+    weights, noise, _ = model
+    return weights @ weights.T + np.diag(noise)
+
+
+def _log_likelihood(model, x):
+    return multivariate_normal(model[2], _model_covariance(model), allow_singular=True
+                               ).logpdf(x).mean()
+
+
+# --------------------------------------------------------------------------- the rows
+
+
+@pytest.mark.parametrize("container", CSR_CONTAINERS)
+def test_sparse_rows_are_the_standardized_rows(container):
+    X = _data(60, 8)
+    dense, sparse = _training_data(X), _training_data(X, container)
+    rows = torch.tensor([0, 3, 4, 17, 59])
+    x = SparseRows.of(sparse, rows)
+    expected = dense.take(rows).double().numpy()
+    assert isinstance(x.scaled, csr_matrix) and x.shape == (5, 8)
+    assert_allclose(x.scaled.toarray() - x.shift, expected, rtol=1e-6, atol=1e-6)
+    assert_allclose(x.mean, expected.mean(0), atol=1e-6)
+    assert_allclose(x.covariance(), np.cov(expected.T, bias=True), atol=1e-5)
+
+
+def test_rows_stay_sparse_and_dense_rows_are_as_before():
+    X = _data(50, 6)
+    assert isinstance(_rows(_training_data(X, csr_matrix), make_generator(0)), SparseRows)
+    dense = _training_data(X)
+    x = _rows(dense, make_generator(0))
+    assert isinstance(x, np.ndarray) and x.dtype == np.float64
+    assert_array_equal(x, dense.take(torch.arange(50)).double().numpy())
+
+
+@pytest.mark.parametrize("n, d", [(300, 12), (12, 12), (7, 12), (5, 12)])
+def test_covariance_rows_have_the_covariance(n, d):
+    X = _data(n, d)
+    covariance = np.cov(X.T, bias=True)
+    rows = covariance_rows(covariance, n)
+    # below d rows, as many as the data; above, at least d (scikit-learn's
+    # randomized SVD then works on the same side of the matrix as for the data)
+    assert len(rows) == n if n < d else d <= len(rows) <= n
+    assert_allclose(rows.mean(0), 0.0, atol=1e-12)
+    assert_allclose(rows.T @ rows / len(rows), covariance, atol=1e-12)
+
+
+def test_covariance_rows_of_no_variance():
+    rows = covariance_rows(np.zeros((4, 4)), 10)
+    assert rows.shape[1] == 4 and len(rows) >= 2
+    assert_array_equal(rows, 0.0)
+
+
+# --------------------------------------------------------------------------- the models
+
+
+@pytest.mark.parametrize("container", CSR_CONTAINERS)
+@pytest.mark.parametrize("method", ["pca", "factor_analysis"])
+@pytest.mark.parametrize("n_components", [1, 3])
+def test_sparse_start_is_the_dense_start(container, method, n_components):
+    """At least as many rows as features: the same model, up to rounding."""
+    X = _data(400, 20)
+    dense = _rows(_training_data(X), make_generator(0))
+    sparse = _rows(_training_data(X, container), make_generator(0))
+    expected = linear_gaussian_model(method, dense, n_components, seed=0)
+    model = linear_gaussian_model(method, sparse, n_components, seed=0)
+    assert_allclose(_model_covariance(model), _model_covariance(expected), rtol=1e-5,
+                    atol=1e-6)
+    assert_allclose(model[1], expected[1], rtol=1e-5, atol=1e-6)  # noise variances
+    assert_allclose(model[2], expected[2], atol=1e-6)             # offsets
+    # the loadings span the same subspace
+    q, _ = np.linalg.qr(expected[0])
+    assert_allclose(q @ (q.T @ model[0]), model[0], atol=1e-5)
+
+
+def test_sparse_start_with_fewer_rows_than_features():
+    """PCA is the dense rows' model; factor analysis (randomized SVDs from the
+    other side) as good a fit as theirs."""
+    X = _data(60, 80)
+    dense = _rows(_training_data(X), make_generator(0))
+    sparse = _rows(_training_data(X, csr_matrix), make_generator(0))
+    expected = linear_gaussian_model("pca", dense, 3, seed=0)
+    assert_allclose(_model_covariance(linear_gaussian_model("pca", sparse, 3, seed=0)),
+                    _model_covariance(expected), rtol=1e-5, atol=1e-6)
+    expected = _log_likelihood(linear_gaussian_model("factor_analysis", dense, 3, seed=0), dense)
+    found = _log_likelihood(linear_gaussian_model("factor_analysis", sparse, 3, seed=0), dense)
+    assert found == pytest.approx(expected, rel=1e-3)
+
+
+def test_sparse_pca_with_as_many_components_as_features():
+    """arpack cannot fit n_components == n_features; covariance_eigh does."""
+    X = _data(50, 4, k=2, density=0.6)
+    dense = _rows(_training_data(X), make_generator(0))
+    sparse = _rows(_training_data(X, csr_matrix), make_generator(0))
+    expected = linear_gaussian_model("pca", dense, 4, seed=0)
+    model = linear_gaussian_model("pca", sparse, 4, seed=0)
+    assert_allclose(_model_covariance(model), _model_covariance(expected), atol=1e-5)
+    assert_allclose(_model_covariance(model), np.cov(dense.T), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["auto", "pca", "factor_analysis"])
+def test_linear_start_on_sparse_data_matches_dense(monkeypatch, method):
+    """The same choice and the same held-out bound, with a row subset drawn."""
+    monkeypatch.setattr(skvae._init, "MAX_INIT_ROWS", 250)  # the subset of large data
+    X = _data(400, 20)
+    train_rows, valid_rows = torch.arange(300), torch.arange(300, 400)
+    results = []
+    for container in (None, csr_matrix):
+        train = _training_data(X, container, rows=train_rows)
+        valid = _training_data(X, container, rows=valid_rows)
+        module = _module(20, 3, standardization(X)[1])
+        name = linear_start(module, method, train, valid, RowNoise(0, 3), 0, make_generator(1))
+        with torch.no_grad():
+            bound = _mean_iwae_bound(module, valid, torch.arange(100), RowNoise(0, 3))
+        results.append((name, bound))
+    (expected_name, expected_bound), (name, bound) = results
+    assert name == expected_name and name in skvae._init.INIT_METHODS[method]
+    assert bound == pytest.approx(expected_bound, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- the judge
+
+
+@pytest.mark.parametrize("container", [None, csr_matrix])
+def test_the_judge_bound_is_the_same_in_any_batches(monkeypatch, container):
+    X = _data(200, 10)
+    data = _training_data(X, container)
+    module = _module(10, 2, standardization(X)[1])
+    noise, rows = RowNoise(0, 2), torch.arange(200)
+    with torch.no_grad():
+        whole = iwae_bound(module, data.take(rows), noise(data.take(rows), 16))
+        # rows per batch: INFERENCE_BATCH_FLOATS // (3 * 16 * widest layer)
+        monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 3 * 16 * 16 * 7)
+        batched = _mean_iwae_bound(module, data, rows, noise)
+    assert batched == pytest.approx(float(whole.double().mean()), rel=1e-6)
+
+
+def test_linear_start_chooses_the_same_in_small_batches(monkeypatch):
+    X = _data(300, 12)
+    train, valid = (_training_data(X, rows=torch.arange(200)),
+                    _training_data(X, rows=torch.arange(200, 300)))
+    states = []
+    for budget in (skvae._data.INFERENCE_BATCH_FLOATS, 3 * 16 * 16 * 3):
+        monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", budget)
+        module = _module(12, 2, standardization(X)[1])
+        name = linear_start(module, "auto", train, valid, RowNoise(0, 2), 0, make_generator(1))
+        states.append((name, module.state_dict()))
+    (first, a), (second, b) = states
+    assert first == second
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_dense_start_fits_pca_to_the_rows_as_they_are():
+    X = _data(120, 9)
+    x = _rows(_training_data(X), make_generator(0))
+    weights, noise, offset = linear_gaussian_model("pca", x, 2, seed=0)
+    pca = PCA(2, random_state=0).fit(x)
+    assert_array_equal(offset, pca.mean_)
+    assert_array_equal(noise, pca.noise_variance_)
+
+
+# --------------------------------------------------------------------------- memory
+
+SCRIPT = textwrap.dedent("""
+    import gc, json, sys
+    import numpy as np, scipy.sparse as sp, torch
+    import skvae._data, skvae._init
+    from skvae import VAETransformer
+    from skvae._data import TrainingData, validation_split
+    from skvae._losses import RowNoise
+    from skvae._utils import make_generator
+    from skvae._vae import standardization
+
+    n_rows, n_features = json.loads(sys.argv[1])
+    torch.set_num_threads(1)
+    skvae._data.INFERENCE_BATCH_FLOATS = 2**20  # 4 MiB batches: the judge's share is small
+    rng = np.random.RandomState(0)
+    nnz = n_rows * n_features // 1000  # 0.1 % non-zeros
+    X = sp.csr_matrix((rng.standard_normal(nnz), (rng.randint(n_rows, size=nnz),
+                       rng.randint(n_features, size=nnz))), shape=(n_rows, n_features))
+    mean, scale = standardization(X)
+    train_rows, valid_rows = validation_split(n_rows, 0.1, make_generator(1))
+    train = TrainingData(X, mean, scale, rows=train_rows)
+    valid = TrainingData(X, mean, scale, rows=valid_rows)
+    module = VAETransformer(2, hidden_layer_sizes=(64,))._build_module(n_features,
+                                                                       make_generator(0))
+    module.observation.set_scale(scale)
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS
+        f.write("5")
+    base = status("VmRSS:")
+    name = skvae._init.linear_start(module, "auto", train, valid, RowNoise(0, 2), 0,
+                                    make_generator(2))
+    rows = min(len(train), skvae._init.MAX_INIT_ROWS)
+    print(json.dumps({"growth": status("VmHWM:") - base, "init": name,
+                      "dense_rows_bytes": rows * n_features * 8}))
+""")
+
+
+def _can_reset_peak_rss():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _can_reset_peak_rss(),
+                    reason="measures peak RSS through Linux's /proc/self")
+@pytest.mark.parametrize("n_rows, n_features, share", [
+    # above 1,000 features PCA alone (arpack): memory in the non-zeros; up to
+    # 1,000 features factor analysis too, and the judge: d x d arrays (8 MB each).
+    # HEAD's start, which densified, grew by 343 and 537 MiB here.
+    (12_000, 2_000, 0.1),
+    (12_000, 1_000, 0.8),
+], ids=["2000 features", "1000 features"])
+def test_linear_start_on_sparse_data_does_not_densify_rows(n_rows, n_features, share):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(skvae.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)  # see tests/test_memory.py
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps([n_rows, n_features])],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"peak RSS growth {result['growth'] / 2**20:.1f} MiB, dense rows "
+          f"{result['dense_rows_bytes'] / 2**20:.1f} MiB")  # shown by pytest -s
+    # the dense start held these rows in float32 and float64, and more copies
+    assert result["growth"] < share * result["dense_rows_bytes"], result
