@@ -22,6 +22,7 @@ import copy
 import functools
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -233,7 +234,7 @@ class TrainingResult:
     mean: np.ndarray
     scale: np.ndarray
     seed: int
-    init: object
+    init: Optional[str]
     max_epochs: int
     n_iter_no_change: int
     latent_kl: np.ndarray
