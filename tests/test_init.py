@@ -29,7 +29,7 @@ from skvae._init import (SparseRows, _mean_iwae_bound, _rows, covariance_rows,
                          linear_gaussian_model, linear_start)
 from skvae._losses import RowNoise, iwae_bound
 from skvae._utils import make_generator
-from skvae._vae import standardization
+from skvae._training import build_module, standardization
 
 CSR_CONTAINERS = [csr_matrix, csr_array]
 
@@ -51,7 +51,8 @@ def _training_data(X, container=None, rows=None):
 
 
 def _module(d, k, scale, seed=0):
-    module = VAETransformer(k, hidden_layer_sizes=(16,))._build_module(d, make_generator(seed))
+    module = build_module(d, VAETransformer(k, hidden_layer_sizes=(16,)).get_params(),
+                          make_generator(seed))
     module.observation.set_scale(scale)
     return module
 
@@ -227,7 +228,7 @@ SCRIPT = textwrap.dedent("""
     from skvae._data import TrainingData, validation_split
     from skvae._losses import RowNoise
     from skvae._utils import make_generator
-    from skvae._vae import standardization
+    from skvae._training import build_module, standardization
 
     n_rows, n_features = json.loads(sys.argv[1])
     torch.set_num_threads(1)
@@ -240,8 +241,8 @@ SCRIPT = textwrap.dedent("""
     train_rows, valid_rows = validation_split(n_rows, 0.1, make_generator(1))
     train = TrainingData(X, mean, scale, rows=train_rows)
     valid = TrainingData(X, mean, scale, rows=valid_rows)
-    module = VAETransformer(2, hidden_layer_sizes=(64,))._build_module(n_features,
-                                                                       make_generator(0))
+    module = build_module(n_features, VAETransformer(2, hidden_layer_sizes=(64,)).get_params(),
+                          make_generator(0))
     module.observation.set_scale(scale)
 
     def status(key):
