@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from skorch.callbacks import Callback
 from sklearn.datasets import load_digits, make_blobs
 
 from skvae import VAETransformer
@@ -79,3 +80,20 @@ def pyplot():
     pyplot.close("all")
     yield pyplot
     pyplot.close("all")
+
+
+class _StopAfter(Callback):
+    """Ends a fit after ``epochs`` epochs of its history (skorch's way: KeyboardInterrupt)."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) >= self.epochs:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def stop_after():
+    """The callback class ``stop_after(epochs)``: ends a fit after that many epochs."""
+    return _StopAfter

@@ -131,28 +131,17 @@ def test_auto_budget_counts_optimizer_steps(n_rows, batch_size, epochs, patience
     assert resolve_n_iter_no_change(7, n_rows, batch_size) == 7
 
 
-def test_resolved_auto_values_are_public_fitted_attributes():
+def test_resolved_auto_values_are_public_fitted_attributes(stop_after):
     """As PCA's n_components_: what "auto" became, without reading a private attribute."""
     X = np.random.RandomState(0).randn(150, 4)  # 135 training rows: 2 steps an epoch
     vae = VAETransformer(1, hidden_layer_sizes=(4,), max_epochs="auto", random_state=0)
-    vae.set_params(callbacks=[_StopAfter(2)]).fit(X)
+    vae.set_params(callbacks=[stop_after(2)]).fit(X)
     assert vae.max_epochs_ == AUTO_STEPS // 2
     assert vae.n_iter_no_change_ == AUTO_PATIENCE_STEPS // 2
     vae.set_params(max_epochs=3, n_iter_no_change=4, callbacks=None).fit(X)
     assert (vae.max_epochs_, vae.n_iter_no_change_) == (3, 4)
     vae.partial_fit(X)  # one epoch, on all the rows
     assert vae.max_epochs_ == 1 and vae.n_iter_no_change_ == 4
-
-
-class _StopAfter(Callback):
-    """Ends a fit after ``epochs`` epochs (skorch's way: KeyboardInterrupt)."""
-
-    def __init__(self, epochs):
-        self.epochs = epochs
-
-    def on_epoch_end(self, net, **kwargs):
-        if len(net.history) >= self.epochs:
-            raise KeyboardInterrupt
 
 
 def test_auto_epochs_without_early_stopping_train_the_whole_budget():

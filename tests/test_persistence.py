@@ -21,7 +21,6 @@ from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from skorch.callbacks import Callback
 from skorch.history import History
 
 import skvae
@@ -320,13 +319,13 @@ def test_format_3_optimizer_state_is_split_into_the_variance_group():
     assert_array_equal(a.score_samples(X), b.score_samples(X))
 
 
-def test_format_4_state_loads_with_public_resolved_values():
+def test_format_4_state_loads_with_public_resolved_values(stop_after):
     """Format 4 kept the budget privately, not the patience, and the scoring noise's
     seed beside the model's. Format 5 derives all three: the same model, the same
     scores, and the public attributes a format 5 fit has."""
     X = np.random.RandomState(0).randn(150, 5)  # 135 training rows: 2 steps an epoch
     est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs="auto", random_state=0)
-    est.set_params(callbacks=[_StopAfter(3)]).fit(X).set_params(callbacks=None)
+    est.set_params(callbacks=[stop_after(3)]).fit(X).set_params(callbacks=None)
     state = est.__getstate__()
     state["_skvae_format"] = 4
     state["_budget_epochs"] = state.pop("max_epochs_")
@@ -340,17 +339,6 @@ def test_format_4_state_loads_with_public_resolved_values():
     assert est.max_epochs_ == skvae._training.AUTO_STEPS // 2
     assert_array_equal(loaded.score_samples(X, n_importance_samples=3),
                        est.score_samples(X, n_importance_samples=3))
-
-
-class _StopAfter(Callback):
-    """Ends a fit after ``epochs`` epochs."""
-
-    def __init__(self, epochs):
-        self.epochs = epochs
-
-    def on_epoch_end(self, net, **kwargs):
-        if len(net.history) >= self.epochs:
-            raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
