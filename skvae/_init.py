@@ -222,6 +222,10 @@ def _sparse_linear_gaussian_model(method, x, n_components, seed):
     """
     n, d = x.shape
     if method == "pca":
+        if not x.scaled.count_nonzero():
+            # X is 0: every row is the mean, and arpack cannot start on a zero
+            # matrix; PCA of the dense rows is all zero variance too
+            return np.zeros((d, n_components)), np.zeros(d), x.mean
         solver = "arpack" if n_components < min(n, d) else "covariance_eigh"
         pca = PCA(n_components, svd_solver=solver, random_state=seed).fit(x.scaled)
         signal = np.maximum(pca.explained_variance_ - pca.noise_variance_, 0.0)

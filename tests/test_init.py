@@ -157,6 +157,23 @@ def test_sparse_pca_with_as_many_components_as_features():
     assert_allclose(_model_covariance(model), np.cov(dense.T), atol=1e-5)
 
 
+# scikit-learn warns of the zero variance, for the dense rows as for these
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("method", ["pca", "factor_analysis"])
+def test_sparse_start_of_a_zero_matrix(method):
+    """No variance at all (arpack cannot start on it): the dense rows' model."""
+    X = np.zeros((30, 5))
+    dense = _rows(_training_data(X), make_generator(0))
+    sparse = _rows(_training_data(X, csr_matrix), make_generator(0))
+    expected = linear_gaussian_model(method, dense, 2, seed=0)
+    model = linear_gaussian_model(method, sparse, 2, seed=0)
+    for found, wanted in zip(model, expected):
+        assert_allclose(found, wanted, atol=1e-12)
+    module = _module(5, 2, standardization(X)[1])
+    data = _training_data(X, csr_matrix)
+    assert linear_start(module, "auto", data, None, RowNoise(0, 2), 0, make_generator(1))
+
+
 @pytest.mark.parametrize("method", ["auto", "pca", "factor_analysis"])
 def test_linear_start_on_sparse_data_matches_dense(monkeypatch, method):
     """The same choice and the same held-out bound, with a row subset drawn."""
