@@ -16,9 +16,10 @@ these: factor analysis is tried up to 1,000 features), ``100k x 20k``,
 100,000 x 20,000 at 0.1 %, and ``40k x 1k``, 40,000 x 1,000 at 0.05 % (PCA
 and factor analysis both fitted, the held-out bound picks one).
 
-Linux only (``/proc``). ``python benchmarks/bench_sparse_fit.py`` (about 10
-minutes on 2 cores, most of it training the 100,000 x 20,000 case; ``--max-epochs
-N`` caps the training). ``--before PATH`` also runs each case against another
+Linux only (``/proc``). ``python benchmarks/bench_sparse_fit.py``: the 40,000-row
+cases take 5-15 minutes each on 2 cores (60 epochs), the 100,000 x 20,000 case
+about 2 minutes per epoch (``--max-epochs N`` caps the training; 2 are enough to
+see its memory). ``--before PATH`` also runs each case against another
 checkout of skvae (``git archive HEAD skvae | tar -x -C PATH``, say); the
 children import skvae from this checkout, or from PATH, through ``PYTHONPATH``.
 """
