@@ -2,21 +2,24 @@
 
 Each case runs in a fresh child process, which builds a CSR matrix (seeded:
 positions drawn uniformly, a few duplicates summed, standard normal values,
-float64), collects garbage, resets the kernel's peak-RSS mark
-(``/proc/self/clear_refs``) and runs ``VAETransformer(2, random_state=0).fit(X)``
-then ``transform(X)``. "Growth" is the peak RSS of fit and transform
-(``VmHWM``) minus the RSS just before the fit: the linear start
-(``init="auto"``), the training and the latent codes. For scale the table
-gives the bytes of a dense float64 copy of X.
+float64), warms the libraries up with a one-epoch fit and transform of its
+first 300 rows (PyTorch's, OpenMP's and BLAS's first calls allocate some 40 MB
+of their own, once per process; ``--cold`` leaves this out), collects garbage,
+resets the kernel's peak-RSS mark (``/proc/self/clear_refs``) and runs
+``VAETransformer(2, random_state=0).fit(X)`` then ``transform(X)``. "Growth" is
+the peak RSS of fit and transform (``VmHWM``) minus the RSS just before the
+fit: the linear start (``init="auto"``), the training and the latent codes.
+For scale the table gives the bytes of a dense float64 copy of X.
 
 Cases: ``40k x 2k``, 40,000 x 2,000 at 0.05 % non-zeros (PCA alone starts
 these: factor analysis is tried up to 1,000 features), ``100k x 20k``,
 100,000 x 20,000 at 0.1 %, and ``40k x 1k``, 40,000 x 1,000 at 0.05 % (PCA
 and factor analysis both fitted, the held-out bound picks one).
 
-Linux only (``/proc``). ``python benchmarks/bench_sparse_fit.py`` (about 10
-minutes on 2 cores, most of it training the 100,000 x 20,000 case; ``--max-epochs
-N`` caps the training). ``--before PATH`` also runs each case against another
+Linux only (``/proc``). ``python benchmarks/bench_sparse_fit.py``: the 40,000-row
+cases take 5-15 minutes each on 2 cores (60 epochs), the 100,000 x 20,000 case
+about 2 minutes per epoch (``--max-epochs N`` caps the training; 2 are enough to
+see its memory). ``--before PATH`` also runs each case against another
 checkout of skvae (``git archive HEAD skvae | tar -x -C PATH``, say); the
 children import skvae from this checkout, or from PATH, through ``PYTHONPATH``.
 """
@@ -64,6 +67,8 @@ def child(spec):
 
     X = make_data(*spec["case"])
     params = {} if spec["max_epochs"] is None else {"max_epochs": spec["max_epochs"]}
+    if not spec["cold"]:
+        VAETransformer(2, random_state=0, max_epochs=1).fit(X[:300]).transform(X[:300])
     est = VAETransformer(2, random_state=0, **params)
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
@@ -104,6 +109,8 @@ def parse_args(argv=None):
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="max_epochs of the fits (default: skvae's 'auto')")
+    parser.add_argument("--cold", action="store_true",
+                        help="no warm-up fit before the measured one")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per case (default 1; min-max reported)")
     parser.add_argument("--before", help="another skvae checkout to run the cases with too")
@@ -126,14 +133,16 @@ def main(argv=None):
     budget = "'auto'" if args.max_epochs is None else args.max_epochs
     print("### Default fit + transform on sparse data: peak RSS growth\n\n"
           f"`VAETransformer(2, random_state=0, max_epochs={budget})`, CSR float64; "
-          f"min-max over {args.repeats} fresh process(es); `dense copy`: X as a dense "
-          "float64 array. Load average before: "
+          f"min-max over {args.repeats} fresh process(es), "
+          f"{'no warm-up' if args.cold else 'after a warm-up fit on 300 rows'}; "
+          "`dense copy`: X as a dense float64 array. Load average before: "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}.\n")
     print("| case | skvae | growth MB | fit s | transform s | init_ | epochs | dense copy MB |")
     print("|---|---|---:|---:|---:|---|---:|---:|", flush=True)
     for name in args.cases:
         n_rows, n_features, density = CASES[name]
-        spec = {"case": [n_rows, n_features, density], "max_epochs": args.max_epochs}
+        spec = {"case": [n_rows, n_features, density], "max_epochs": args.max_epochs,
+                "cold": args.cold}
         for label, checkout in checkouts:
             if label == "before" and args.before_cases and name not in args.before_cases:
                 continue
