@@ -14,6 +14,11 @@ from skvae._module import (ACTIVATIONS, MAX_POSTERIOR_LOG_VARIANCE, VAEModule,
                            _bounded_log_variance, _unbounded_log_variance)
 
 
+def _randn(*shape):
+    """Standard normal draws from a seeded generator, not torch's global one."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+
+
 def _module(n_features=7, n_components=3, hidden=(6, 4), activation="relu",
             likelihood="gaussian", seed=0):
     module = VAEModule(n_features, n_components, hidden, activation, likelihood)
@@ -49,14 +54,14 @@ def _linears(sequential):
 @pytest.mark.parametrize("hidden", [(), (5,), (6, 4)])
 def test_encode_decode_shapes(likelihood, hidden):
     module = _module(hidden=hidden, likelihood=likelihood)
-    x = torch.randn(11, 7)
+    x = _randn(11, 7)
     mu, logvar = module.encode(x)
     assert mu.shape == logvar.shape == (11, 3)
     assert module.decode(mu).shape == (11, 7)
     assert module.decoder_mean(mu).shape == (11, 7)
     assert torch.equal(module(x), mu)
     # leading axes broadcast (the K importance samples)
-    assert module.decode(torch.randn(11, 5, 3)).shape == (11, 5, 7)
+    assert module.decode(_randn(11, 5, 3)).shape == (11, 5, 7)
 
 
 def test_layers_mirror_the_hidden_sizes():
@@ -87,9 +92,9 @@ def test_likelihood_parameters():
     bernoulli = _module(likelihood="bernoulli")
     assert not hasattr(bernoulli.observation, "raw_variance")
     assert len(list(bernoulli.parameters())) == len(list(gaussian.parameters())) - 1
-    p = bernoulli.decoder_mean(torch.randn(50, 3) * 10)
+    p = bernoulli.decoder_mean(_randn(50, 3) * 10)
     assert (p >= 0).all() and (p <= 1).all()
-    z = torch.randn(4, 3)
+    z = _randn(4, 3)
     assert torch.allclose(bernoulli.decoder_mean(z), torch.sigmoid(bernoulli.decode(z)))
     assert torch.equal(gaussian.decoder_mean(z), gaussian.decode(z))
 
@@ -151,7 +156,7 @@ def test_posterior_log_variance_is_bounded_above():
     module = _module(hidden=(6,), activation="relu")
     with torch.no_grad():
         module.encoder_head.bias.fill_(1e3)  # asks for an enormous posterior variance
-        _, logvar = module.encode(torch.randn(4, 7))
+        _, logvar = module.encode(_randn(4, 7))
     assert torch.all(logvar <= MAX_POSTERIOR_LOG_VARIANCE)
     assert torch.all(logvar > MAX_POSTERIOR_LOG_VARIANCE - 1e-6)
     raw = np.array([-8.0, -1.0, 0.0, 1.9])
@@ -208,7 +213,7 @@ def test_empty_hidden_layers_are_linear_heads():
 
 def test_gradients_reach_every_parameter():
     module = _module()
-    x = torch.randn(8, 7)
+    x = _randn(8, 7)
     mu, logvar = module.encode(x)
     loss = module.log_likelihood(x, mu + logvar.exp()).sum()
     loss.backward()
