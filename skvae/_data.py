@@ -175,7 +175,7 @@ class TrainingData(torch.utils.data.Dataset):
                 rows = torch.arange(len(self), device=self.store)[rows]
             batch = self.rows.take(rows)
             if self.mean is not None:
-                batch = (batch - self.mean) / self.scale
+                batch = batch.sub_(self.mean).div_(self.scale)  # a tensor of its own: in place
         return batch.to(self.device, non_blocking=True)
 
 

@@ -25,6 +25,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog, ProgressBar
 from skorch.utils import TeeGenerator
 
+from ._data import INFERENCE_BATCH_FLOATS
 from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
 
 #: The skorch methods that VAENet overrides and skorch's training loop calls, with
@@ -504,7 +505,7 @@ class WarmupEarlyStopping(Callback):
         self.best_weights_ = None  # no copy of the weights kept after the fit
 
 
-def mean_latent_kl(module, dataset, batch_size=4096):
+def mean_latent_kl(module, dataset, batch_size=None):
     """Mean KL(q(z_j | x) || N(0, 1)) over the rows of ``dataset``, per latent dimension.
 
     Parameters
@@ -512,8 +513,11 @@ def mean_latent_kl(module, dataset, batch_size=4096):
     module : VAEModule
     dataset : skvae._data.TrainingData
         Model-ready rows (the training data of a fit).
-    batch_size : int
-        Rows encoded at a time.
+    batch_size : int, default=None
+        Rows encoded at a time; None: at most 4,096, and no more than
+        :data:`skvae._data.INFERENCE_BATCH_FLOATS` values of the widest
+        layer, as in inference (a sparse X is densified a batch at a time:
+        4,096 rows of 20,000 features would be 330 MB).
 
     Returns
     -------
@@ -521,6 +525,9 @@ def mean_latent_kl(module, dataset, batch_size=4096):
         In nats, float64. A dimension whose posterior equals the prior for every
         row (a "collapsed" or unused latent) has 0.
     """
+    if batch_size is None:
+        width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
+        batch_size = max(1, min(4096, INFERENCE_BATCH_FLOATS // width))
     total = torch.zeros(module.n_components, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
