@@ -19,7 +19,7 @@ from skvae._data import BatchIterator, TrainingData
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
 from skvae._net import (SKORCH_HOOKS, FiniteLossCheck, KLWarmup, NegativeELBO, VAENet,
-                        WarmupEarlyStopping, _interactive)
+                        WarmupEarlyStopping, _interactive, mean_latent_kl)
 
 
 def _module(seed=0, likelihood="gaussian"):
@@ -481,3 +481,54 @@ def test_notify_calls_every_callback_that_implements_the_hook():
     net.initialize_callbacks()
     assert net.callbacks_ is not old
     assert net._listeners("on_batch_begin") == [dict(net.callbacks_)["other"]]
+
+
+class _CountingData:
+    """A TrainingData wrapper that records the rows of each ``take``."""
+
+    def __init__(self, data):
+        self.data, self.batches = data, []
+
+    def __len__(self):
+        return len(self.data)
+
+    def take(self, rows):
+        batch = self.data.take(rows)
+        self.batches.append(len(batch))
+        return batch
+
+
+def test_mean_latent_kl_batches_are_bounded_by_the_widest_layer(monkeypatch):
+    import scipy.sparse as sp
+
+    import skvae._net as net_module
+
+    X = sp.random(50, 6, density=0.3, random_state=0, format="csr")
+    data = TrainingData(X, mean=np.full(6, 0.1), scale=np.full(6, 2.0))
+    module = _module()
+    whole = mean_latent_kl(module, data, batch_size=len(data))
+    # 6 features are the widest layer: a budget of 60 values is 10 rows a batch
+    monkeypatch.setattr(net_module, "INFERENCE_BATCH_FLOATS", 60)
+    counting = _CountingData(data)
+    batched = mean_latent_kl(module, counting)
+    assert counting.batches == [10] * 5
+    assert_allclose(batched, whole, rtol=1e-6)
+    assert batched.dtype == np.float64 and (batched >= 0).all()
+    # never more than 4,096 rows, however narrow the network
+    monkeypatch.setattr(net_module, "INFERENCE_BATCH_FLOATS", 10**9)
+    counting = _CountingData(TrainingData(np.zeros((5000, 6))))
+    mean_latent_kl(module, counting)
+    assert counting.batches == [4096, 904]
+
+
+def test_sparse_batches_are_standardized_without_touching_the_stored_rows():
+    import scipy.sparse as sp
+
+    X = sp.random(30, 6, density=0.3, random_state=0, format="csr")
+    mean, scale = np.linspace(-1, 1, 6), np.linspace(0.5, 2, 6)
+    data = TrainingData(X, mean=mean, scale=scale)
+    expected = (X.toarray() - mean) / scale
+    for _ in range(2):  # a second take sees the same stored rows
+        assert_allclose(data.take(slice(0, 30)).numpy(), expected, rtol=1e-6, atol=1e-6)
+        rows = torch.tensor([3, 0, 29])
+        assert_allclose(data.take(rows).numpy(), expected[[3, 0, 29]], rtol=1e-6, atol=1e-6)
