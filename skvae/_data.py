@@ -16,6 +16,27 @@ import torch
 INFERENCE_BATCH_FLOATS = 2**22
 
 
+def batch_rows(width, limit=None):
+    """Rows of a batch that holds at most :data:`INFERENCE_BATCH_FLOATS` values.
+
+    Parameters
+    ----------
+    width : int
+        Values per row of the batch's largest array (the widest layer, times
+        the importance samples and temporaries held at once).
+    limit : int, default=None
+        The most rows wanted (the rows there are, say); None: no limit.
+
+    Returns
+    -------
+    rows : int
+        At least 1. The budget is read when called, so a test that changes
+        ``INFERENCE_BATCH_FLOATS`` changes every batch sized here.
+    """
+    rows = max(1, INFERENCE_BATCH_FLOATS // max(1, width))
+    return rows if limit is None else max(1, min(limit, rows))
+
+
 def as_tensor(array, dtype, device):
     """``array`` as a tensor, sharing memory when it can.
 
@@ -89,7 +110,7 @@ def _float32_rows(X, rows, mean, scale):
     """
     n = X.shape[0] if rows is None else len(rows)
     out = np.empty((n, X.shape[1]), dtype=np.float32)
-    step = max(1, INFERENCE_BATCH_FLOATS // max(1, X.shape[1]))
+    step = batch_rows(X.shape[1])
     for start in range(0, n, step):
         stop = min(n, start + step)
         out[start:stop] = X[start:stop] if rows is None else X[rows[start:stop]]
@@ -311,7 +332,7 @@ def inference_map(fn, X, tail=(), *, mean=None, scale=None, device="cpu",
     n = X.shape[0]
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     out = np.empty((n, *tail), dtype=np_dtype)
-    rows = max(1, min(n, INFERENCE_BATCH_FLOATS // max(1, width)))
+    rows = batch_rows(width, n)
     mean_t = None if mean is None else torch.as_tensor(mean, dtype=dtype, device=device)
     scale_t = None if scale is None else torch.as_tensor(scale, dtype=dtype, device=device)
     on_cpu = torch.device(device).type == "cpu"

@@ -247,8 +247,7 @@ def _mean_iwae_bound(module, data, rows, noise):
     noise is a function of each row (:class:`~skvae._losses.RowNoise`), so it is
     the same in any batch.
     """
-    width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
-    step = max(1, _data.INFERENCE_BATCH_FLOATS // (3 * CHOICE_SAMPLES * width))
+    step = _data.batch_rows(3 * CHOICE_SAMPLES * module.widest_layer)
     values = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), step):
         x = data.take(rows[start:start + step])

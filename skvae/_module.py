@@ -152,6 +152,16 @@ class VAEModule(nn.Module):
         return {f"observation.{name}": factor
                 for name, factor in self.observation.lr_factors.items()}
 
+    @property
+    def widest_layer(self):
+        """Values per row of the network's widest activation.
+
+        The largest of the input (and the decoder's output), the encoder
+        head's means and log-variances, and the hidden layers: what sizes the
+        batches of inference and of the other passes over all rows.
+        """
+        return max(self.n_features, 2 * self.n_components, *self.hidden_layer_sizes)
+
     def set_input_range(self, low, high):
         """Clip the encoder's input to ``[low, high]`` per feature (model units).
 

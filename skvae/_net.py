@@ -25,7 +25,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog, ProgressBar
 from skorch.utils import TeeGenerator
 
-from ._data import INFERENCE_BATCH_FLOATS
+from ._data import batch_rows
 from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
 
 #: The skorch methods that VAENet overrides and skorch's training loop calls, with
@@ -526,8 +526,7 @@ def mean_latent_kl(module, dataset, batch_size=None):
         row (a "collapsed" or unused latent) has 0.
     """
     if batch_size is None:
-        width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
-        batch_size = max(1, min(4096, INFERENCE_BATCH_FLOATS // width))
+        batch_size = batch_rows(module.widest_layer, 4096)
     total = torch.zeros(module.n_components, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):

@@ -140,8 +140,7 @@ def inference_work(module, n_rows, width):
     """
     from . import _data  # read when called: tests change the budget
 
-    rows = min(n_rows, max(1, _data.INFERENCE_BATCH_FLOATS // max(1, width)))
-    widest = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
-    samples = max(1, width // widest)  # importance samples (and temporaries) per row
+    rows = min(n_rows, _data.batch_rows(width))
+    samples = max(1, width // module.widest_layer)  # importance samples (and temporaries) per row
     return rows * samples * forward_macs(module.n_features, module.n_components,
                                          module.hidden_layer_sizes)

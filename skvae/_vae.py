@@ -542,7 +542,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         device = next(module.parameters()).device
         standardize = standardize and module.observation.standardize
         # the widest activation of encoder or decoder, once per importance sample
-        width = max(module.n_features, 2 * module.n_components, *module.hidden_layer_sizes)
+        width = module.widest_layer
         module.eval()
         work = inference_work(module, X.shape[0], width * width_factor)
         with torch.inference_mode(), limit_threads(self.n_threads, work, device):

@@ -279,3 +279,9 @@ def test_linear_start_makes_the_decoder_linear():
     centred = x - offset
     assert_allclose(centred @ np.linalg.pinv(W).T @ W.T, centred, atol=1e-10)
     assert_allclose(module.observation.log_variance().exp().detach().numpy(), 0.5)
+
+
+def test_widest_layer_is_the_widest_activation_per_row():
+    assert _module(n_features=7, n_components=3, hidden=(6, 4)).widest_layer == 7
+    assert _module(n_features=3, n_components=5, hidden=(6,)).widest_layer == 10
+    assert _module(n_features=3, n_components=1, hidden=(4, 9)).widest_layer == 9

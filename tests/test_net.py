@@ -501,21 +501,21 @@ class _CountingData:
 def test_mean_latent_kl_batches_are_bounded_by_the_widest_layer(monkeypatch):
     import scipy.sparse as sp
 
-    import skvae._net as net_module
+    import skvae._data
 
     X = sp.random(50, 6, density=0.3, random_state=0, format="csr")
     data = TrainingData(X, mean=np.full(6, 0.1), scale=np.full(6, 2.0))
     module = _module()
     whole = mean_latent_kl(module, data, batch_size=len(data))
     # 6 features are the widest layer: a budget of 60 values is 10 rows a batch
-    monkeypatch.setattr(net_module, "INFERENCE_BATCH_FLOATS", 60)
+    monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 60)
     counting = _CountingData(data)
     batched = mean_latent_kl(module, counting)
     assert counting.batches == [10] * 5
     assert_allclose(batched, whole, rtol=1e-6)
     assert batched.dtype == np.float64 and (batched >= 0).all()
     # never more than 4,096 rows, however narrow the network
-    monkeypatch.setattr(net_module, "INFERENCE_BATCH_FLOATS", 10**9)
+    monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 10**9)
     counting = _CountingData(TrainingData(np.zeros((5000, 6))))
     mean_latent_kl(module, counting)
     assert counting.batches == [4096, 904]
