@@ -265,7 +265,7 @@ def feature_resolution(X, max_rows=RESOLUTION_ROWS):
         for start in range(0, d, block):
             values = np.sort(np.asarray(X[:, start:start + block], dtype=np.float64), axis=0)
             gaps = np.diff(values, axis=0)
-            gaps[gaps <= 0] = np.inf
+            gaps[~(gaps > 0)] = np.inf  # ties, and NaN (missing entries sort last)
             resolution[start:start + block] = gaps.min(axis=0)
     else:
         X = sp.csc_matrix(X)

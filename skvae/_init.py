@@ -23,7 +23,9 @@ from sklearn.decomposition import PCA, FactorAnalysis
 from threadpoolctl import threadpool_limits
 
 from . import _data
+from ._em import fit_linear_gaussian_missing
 from ._losses import iwae_bound
+from ._module import split_missing
 
 #: Training rows the linear models are fitted on (a random subset above this).
 MAX_INIT_ROWS = 10_000
@@ -185,6 +187,11 @@ def linear_gaussian_model(method, x, n_components, seed):
     """
     if isinstance(x, SparseRows):
         return _sparse_linear_gaussian_model(method, x, n_components, seed)
+    if np.isnan(x).any():
+        # maximum likelihood on the observed entries: a model fitted to
+        # mean-imputed rows underestimates every variance and covariance
+        return fit_linear_gaussian_missing(x, n_components, isotropic=method == "pca",
+                                           random_state=seed)
     if method == "pca":
         pca = PCA(n_components, random_state=seed).fit(x)
         signal = np.maximum(pca.explained_variance_ - pca.noise_variance_, 0.0)
@@ -250,8 +257,8 @@ def _mean_iwae_bound(module, data, rows, noise):
     step = _data.batch_rows(3 * CHOICE_SAMPLES * module.widest_layer)
     values = np.empty(len(rows), dtype=np.float64)
     for start in range(0, len(rows), step):
-        x = data.take(rows[start:start + step])
-        bound = iwae_bound(module, x, noise(x, CHOICE_SAMPLES))
+        x, observed = split_missing(data.take(rows[start:start + step]))
+        bound = iwae_bound(module, x, noise(x, CHOICE_SAMPLES), observed)
         values[start:start + len(x)] = bound.double().cpu().numpy()
     return float(values.mean())
 

@@ -15,8 +15,16 @@ model is one class here and one entry in :data:`LIKELIHOODS`. The class gives:
   ``pins_constant_features`` (a feature constant in the training rows decodes
   to its constant, :meth:`skvae._module.VAEModule.constant_features`);
 * methods ``options``, ``reset_parameters``, ``set_scale``,
-  ``set_resolution``, ``log_prob``, ``mean``, ``write_onnx_mean`` and
-  ``check_support``.
+  ``set_resolution``, ``log_prob``, ``mean``, ``sample``, ``write_onnx_mean``
+  and ``check_support``.
+
+Missing entries: ``log_prob(x, out, observed)`` sums over the observed
+features only (``observed`` a boolean mask, or None when every entry is
+observed). Under a decoder that factorizes over features this is the exact
+likelihood of the observed sub-vector, so a likelihood supports missing data by
+computing its per-feature terms (:func:`masked_sum`). ``x`` holds a finite
+placeholder (0) where ``observed`` is False: a NaN multiplied by a mask of 0
+would still reach the gradients.
 """
 
 import math
@@ -54,13 +62,27 @@ def _inverse_softplus(y):
     return y + torch.log(-torch.expm1(-y))
 
 
-def gaussian_log_likelihood(x, mean, log_var):
-    """Sum over features of log N(x; mean, exp(log_var)), shape ``x.shape[:-1]``."""
-    return -0.5 * (_LOG_2PI + log_var + (x - mean).square() * torch.exp(-log_var)).sum(-1)
+def masked_sum(terms, observed):
+    """Sum of per-feature ``terms`` over the last axis, where ``observed`` is True.
+
+    ``observed`` (boolean, broadcastable to ``terms``) or None for all. The
+    placeholders of missing entries must be finite (see the module docstring).
+    """
+    if observed is None:
+        return terms.sum(-1)
+    if observed.dim() < terms.dim():  # IWAE: x of shape (n, 1, d) against (n, K, d)
+        observed = observed.unsqueeze(-2)
+    return (terms * observed).sum(-1)
+
+
+def gaussian_log_likelihood(x, mean, log_var, observed=None):
+    """Sum over (observed) features of log N(x; mean, exp(log_var)), shape ``x.shape[:-1]``."""
+    terms = _LOG_2PI + log_var + (x - mean).square() * torch.exp(-log_var)
+    return -0.5 * masked_sum(terms, observed)
 
 
 def robust_gaussian_log_likelihood(x, mean, log_var, outlier_log_var,
-                                   outlier_weight=OUTLIER_WEIGHT):
+                                   outlier_weight=OUTLIER_WEIGHT, observed=None):
     """Sum over features of the log density of a two-component Gaussian mixture.
 
     Each feature is ``N(mean, exp(log_var))`` with probability
@@ -69,15 +91,17 @@ def robust_gaussian_log_likelihood(x, mean, log_var, outlier_log_var,
     of the broad component. A value far outside what a feature showed in
     training (a pixel that was always blank) costs at most about
     ``-log(outlier_weight)`` plus its squared distance in the broad scale.
+    With ``observed`` (a boolean mask) the sum runs over the observed features.
     """
-    if torch.is_grad_enabled() and (mean.requires_grad or log_var.requires_grad) \
+    if observed is None and torch.is_grad_enabled() \
+            and (mean.requires_grad or log_var.requires_grad) \
             and not (x.requires_grad or outlier_log_var.requires_grad):
         return _RobustGaussianLogLikelihood.apply(x, mean, log_var, outlier_log_var,
                                                   outlier_weight)
     z2 = (x - mean).square()
     core = math.log1p(-outlier_weight) - 0.5 * (log_var + z2 * torch.exp(-log_var))
     broad = math.log(outlier_weight) - 0.5 * (outlier_log_var + z2 * torch.exp(-outlier_log_var))
-    return (torch.logaddexp(core, broad) - 0.5 * _LOG_2PI).sum(-1)
+    return masked_sum(torch.logaddexp(core, broad) - 0.5 * _LOG_2PI, observed)
 
 
 class _RobustGaussianLogLikelihood(torch.autograd.Function):
@@ -126,11 +150,12 @@ class _RobustGaussianLogLikelihood(torch.autograd.Function):
         return None, grad_mean, grad_log_var, None, None
 
 
-def bernoulli_log_likelihood(x, logits):
-    """Sum over features of x log p + (1 - x) log(1 - p) with p = sigmoid(logits)."""
+def bernoulli_log_likelihood(x, logits, observed=None):
+    """Sum over (observed) features of x log p + (1 - x) log(1 - p), p = sigmoid(logits)."""
     if x.shape != logits.shape:  # IWAE: x of shape (n, 1, d), logits (n, K, d)
         x = x.expand_as(logits)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    return masked_sum(-F.binary_cross_entropy_with_logits(logits, x, reduction="none"),
+                      observed)
 
 
 class GaussianLikelihood(nn.Module):
@@ -249,16 +274,31 @@ class GaussianLikelihood(nn.Module):
         """Log of the per-feature variance, shape ``(n_features,)``."""
         return torch.log(F.softplus(self.raw_variance) + self.variance_floor)
 
-    def log_prob(self, x, out):
-        """log p(x | z) summed over features, for decoder outputs ``out``."""
+    def log_prob(self, x, out, observed=None):
+        """log p(x | z) summed over the (observed) features, for decoder outputs ``out``."""
         if self.outlier_weight == 0:
-            return gaussian_log_likelihood(x, out, self.log_variance())
+            return gaussian_log_likelihood(x, out, self.log_variance(), observed)
         return robust_gaussian_log_likelihood(x, out, self.log_variance(),
-                                              self.outlier_log_variance, self.outlier_weight)
+                                              self.outlier_log_variance, self.outlier_weight,
+                                              observed)
 
     def mean(self, out):
         """E[x | z] in the model's (standardized) units."""
         return out
+
+    def sample(self, out, generator=None):
+        """A draw of x from p(x | z) for decoder outputs ``out`` (standardized units).
+
+        From the mixture itself: each entry comes from the broad component
+        with probability ``outlier_weight``.
+        """
+        log_var = self.log_variance().expand_as(out)
+        if self.outlier_weight > 0:
+            broad = torch.rand(out.shape, generator=generator, device=out.device,
+                               dtype=out.dtype) < self.outlier_weight
+            log_var = torch.where(broad, self.outlier_log_variance.expand_as(out), log_var)
+        noise = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+        return out + torch.exp(0.5 * log_var) * noise
 
     def write_onnx_mean(self, writer, x, output=None):
         """Write :meth:`mean` as ONNX nodes: the decoder's output itself.
@@ -324,13 +364,18 @@ class BernoulliLikelihood(nn.Module):
         """Nothing to adapt: the Bernoulli likelihood has no variance."""
         return self
 
-    def log_prob(self, x, out):
-        """Sum over features of x log p + (1 - x) log(1 - p), p = sigmoid(out)."""
-        return bernoulli_log_likelihood(x, out)
+    def log_prob(self, x, out, observed=None):
+        """Sum over (observed) features of x log p + (1 - x) log(1 - p), p = sigmoid(out)."""
+        return bernoulli_log_likelihood(x, out, observed)
 
     def mean(self, out):
         """Probabilities: ``sigmoid(out)``."""
         return torch.sigmoid(out)
+
+    def sample(self, out, generator=None):
+        """A draw of x (0 or 1) from p(x | z) for the logits ``out``."""
+        u = torch.rand(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+        return (u < torch.sigmoid(out)).to(out.dtype)
 
     def write_onnx_mean(self, writer, x, output=None):
         """Write :meth:`mean` as ONNX nodes: ``Sigmoid`` of the logits.
@@ -360,7 +405,8 @@ class BernoulliLikelihood(nn.Module):
         if X.shape[0] == 0:
             return
         values = np.append(X.data, 0.0) if sp.issparse(X) else X  # implicit zeros are fine
-        low, high = float(values.min()), float(values.max())
+        with np.errstate(invalid="ignore"):  # NaN marks a missing entry
+            low, high = float(np.nanmin(values)), float(np.nanmax(values))
         if low < 0 or high > 1:
             raise ValueError(
                 f"likelihood='bernoulli' needs X in [0, 1], but X has values in "

@@ -36,12 +36,15 @@ def standard_normal_log_density(z):
     return -0.5 * (_LOG_2PI + z.square()).sum(-1)
 
 
-def reconstruction_log_likelihood(module, x, z):
-    """log p(x | z) under the module's likelihood, broadcasting ``z``'s leading axes."""
-    return module.log_likelihood(x, z)
+def reconstruction_log_likelihood(module, x, z, observed=None):
+    """log p(x | z) under the module's likelihood, broadcasting ``z``'s leading axes.
+
+    Over the observed entries only when ``observed`` (a boolean mask) is given.
+    """
+    return module.log_likelihood(x, z, observed)
 
 
-def elbo(module, x, eps, kl_weight=1.0):
+def elbo(module, x, eps, kl_weight=1.0, observed=None):
     """Per-sample ELBO with one reparameterised draw: E_q[log p(x|z)] - w * KL.
 
     Parameters
@@ -53,25 +56,30 @@ def elbo(module, x, eps, kl_weight=1.0):
     kl_weight : float
         Weight of the analytic KL term (``beta`` or its warm-up value). The
         evidence lower bound itself is ``kl_weight=1``.
+    observed : BoolTensor of shape (n, n_features), default=None
+        The entries present; ``x`` holds 0 in the others (see
+        :func:`skvae._module.split_missing`). None: all are.
     """
-    mu, logvar = module.encode(x)
+    mu, logvar = module.encode(x, observed)
     z = mu + torch.exp(0.5 * logvar) * eps
-    return reconstruction_log_likelihood(module, x, z) - kl_weight * gaussian_kl(mu, logvar)
+    return (reconstruction_log_likelihood(module, x, z, observed)
+            - kl_weight * gaussian_kl(mu, logvar))
 
 
-def iwae_bound(module, x, eps):
+def iwae_bound(module, x, eps, observed=None):
     """Per-sample importance-weighted bound (Burda et al. 2016) with K draws.
 
     ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, with ``z_k = mu + sigma * eps[:, k]``
     for ``eps`` of shape ``(n, K, n_components)``. All K draws go through the
     decoder in one batched call and are combined with ``torch.logsumexp``.
+    ``observed`` as in :func:`elbo`.
     """
-    mu, logvar = module.encode(x)
+    mu, logvar = module.encode(x, observed)
     std = torch.exp(0.5 * logvar)
     z = mu.unsqueeze(1) + std.unsqueeze(1) * eps  # (n, K, d)
     log_q = standard_normal_log_density(eps) - 0.5 * logvar.sum(-1, keepdim=True)
     log_w = (
-        reconstruction_log_likelihood(module, x.unsqueeze(1), z)
+        reconstruction_log_likelihood(module, x.unsqueeze(1), z, observed)
         + standard_normal_log_density(z)
         - log_q
     )

@@ -43,6 +43,22 @@ def _unbounded_log_variance(log_var, bound=MAX_POSTERIOR_LOG_VARIANCE):
     return bound - _inverse_softplus(gap).numpy()
 
 
+def split_missing(x):
+    """``(x with its missing entries set to 0, mask of the observed ones)``.
+
+    Missing entries are NaN. The mask is None when every entry is observed,
+    so complete data take the paths they took before missing data were
+    supported. The placeholder 0 is finite: a NaN that a mask multiplies away
+    still turns the gradients NaN. Checking for NaN reads one flag back from
+    the device: training, which knows once whether its data have holes, makes
+    the mask itself.
+    """
+    missing = torch.isnan(x)
+    if not bool(missing.any()):
+        return x, None
+    return x.masked_fill(missing, 0.0), ~missing
+
+
 def _mlp(sizes, activation):
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -93,19 +109,34 @@ class VAEModule(nn.Module):
     max_log_variance : float or None, default=MAX_POSTERIOR_LOG_VARIANCE
         Smooth upper bound of the posterior's log-variance; None for none (the
         networks of skvae before it, loaded from their files).
+    missing_inputs : bool, default=False
+        The encoder's MLP also sees which entries are observed: its first
+        layer takes ``2 * n_features`` inputs, the values (0 where missing)
+        and the mask (1 where observed). Built for training data with missing
+        entries; a module without it encodes a row with missing entries from
+        its values alone, 0 (the training mean, in standardized units) in
+        their place.
+
+    Notes
+    -----
+    Missing entries: :meth:`encode` and :meth:`log_likelihood` take
+    ``observed``, a boolean mask of the entries present (None: all), with a
+    finite placeholder in ``x`` where it is False (:func:`split_missing`). The
+    likelihood of a row is that of its observed entries.
     """
 
     def __init__(self, n_features, n_components, hidden_layer_sizes=(), activation="relu",
                  likelihood="gaussian", likelihood_options=None,
-                 max_log_variance=MAX_POSTERIOR_LOG_VARIANCE):
+                 max_log_variance=MAX_POSTERIOR_LOG_VARIANCE, missing_inputs=False):
         super().__init__()
         self.max_log_variance = max_log_variance
+        self.missing_inputs = bool(missing_inputs)
         self.n_features = n_features
         self.n_components = n_components
         self.likelihood = likelihood
         self.hidden_layer_sizes = tuple(hidden_layer_sizes)
         self.activation = activation
-        sizes = (n_features, *hidden_layer_sizes)
+        sizes = (n_features * (2 if missing_inputs else 1), *hidden_layer_sizes)
         self.encoder = _mlp(sizes, activation)
         # one head for mean and log-variance: a single matmul instead of two
         self.encoder_head = nn.Linear(sizes[-1], 2 * n_components)
@@ -160,7 +191,8 @@ class VAEModule(nn.Module):
         head's means and log-variances, and the hidden layers: what sizes the
         batches of inference and of the other passes over all rows.
         """
-        return max(self.n_features, 2 * self.n_components, *self.hidden_layer_sizes)
+        return max(self.n_features * (2 if self.missing_inputs else 1), 2 * self.n_components,
+                   *self.hidden_layer_sizes)
 
     def set_input_range(self, low, high):
         """Clip the encoder's input to ``[low, high]`` per feature (model units).
@@ -229,11 +261,27 @@ class VAEModule(nn.Module):
             self.observation.set_variance(torch.as_tensor(psi))
         return self
 
-    def encode(self, x):
-        """Posterior parameters ``(mu, logvar)``, each of shape ``(n, n_components)``."""
+    def encode(self, x, observed=None):
+        """Posterior parameters ``(mu, logvar)``, each of shape ``(n, n_components)``.
+
+        ``observed``: boolean mask of the entries present, None for all; ``x``
+        holds 0 where it is False (see :func:`split_missing`). A row with no
+        entry observed gets the prior, ``(0, 0)``: its exact posterior.
+        """
         x = torch.clamp(x, self.input_low, self.input_high)
-        mu, raw = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
-        return mu + self.encoder_linear(x), _bounded_log_variance(raw, self.max_log_variance)
+        if self.missing_inputs:
+            mask = (torch.ones_like(x) if observed is None else observed.to(x.dtype))
+            h = self.encoder(torch.cat([x, mask], dim=-1))
+        else:
+            h = self.encoder(x)
+        mu, raw = self.encoder_head(h).chunk(2, dim=-1)
+        mu, logvar = mu + self.encoder_linear(x), _bounded_log_variance(raw, self.max_log_variance)
+        if observed is not None:
+            # a row with nothing observed has the prior as its exact posterior
+            # (code 0, ELBO 0): no encoder output stands in for it
+            empty = ~observed.any(dim=-1, keepdim=True)
+            mu, logvar = mu.masked_fill(empty, 0.0), logvar.masked_fill(empty, 0.0)
+        return mu, logvar
 
     def constant_features(self):
         """The features that decode to a constant, and their values.
@@ -265,9 +313,9 @@ class VAEModule(nn.Module):
             out = torch.where(constant, value, out)
         return out
 
-    def log_likelihood(self, x, z):
-        """log p(x | z) summed over features, broadcasting ``z``'s leading axes."""
-        return self.observation.log_prob(x, self.decode(z))
+    def log_likelihood(self, x, z, observed=None):
+        """log p(x | z) summed over the (observed) features, broadcasting ``z``'s leading axes."""
+        return self.observation.log_prob(x, self.decode(z), observed)
 
     def decoder_mean(self, z):
         """The mean of p(x | z) in the model's (standardized) units."""

@@ -27,6 +27,7 @@ from skorch.utils import TeeGenerator
 
 from ._data import batch_rows
 from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
+from ._module import split_missing
 
 #: The skorch methods that VAENet overrides and skorch's training loop calls, with
 #: the signatures skvae relies on. All are public; tests/test_net.py compares them
@@ -215,6 +216,11 @@ class VAENet(NeuralNet):
     valid_noise : callable
         ``valid_noise(x, 1)`` gives the deterministic noise of the validation
         loss (:class:`skvae._losses.RowNoise`).
+    missing : bool, default=False
+        Whether the training or validation rows have missing entries (NaN):
+        then every batch is split into values and a mask of the observed
+        entries, and the ELBO covers the observed ones. Known once per fit, so
+        complete data pay nothing for it.
     loss_offset : float, default=0.0
         Added to every loss the history records (``train_loss``,
         ``valid_loss``, per batch and per epoch), in float64: ``sum(log(scale))``
@@ -227,8 +233,10 @@ class VAENet(NeuralNet):
     """
 
     def __init__(self, module, *, beta=1.0, kl_warmup_epochs=0, n_iter_no_change=None,
-                 noise_generator=None, valid_noise=None, loss_offset=0.0, **kwargs):
+                 noise_generator=None, valid_noise=None, missing=False, loss_offset=0.0,
+                 **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
+        self.missing = missing
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
         self.n_iter_no_change = n_iter_no_change
@@ -377,13 +385,20 @@ class VAENet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         if not self.module_.training:  # .train() walks every submodule: once an epoch
             self.module_.train(True)
-        x, _ = batch
+        x, observed = self._split(batch[0])
         eps = torch.randn(x.shape[0], self.module_.n_components, generator=self.noise_generator,
                           device=x.device, dtype=x.dtype)
-        per_sample = elbo(self.module_, x, eps, self.kl_weight_)
+        per_sample = elbo(self.module_, x, eps, self.kl_weight_, observed)
         loss = self.get_loss(per_sample, X=x, training=True)
         loss.backward()
         return {"loss": loss, "y_pred": per_sample}
+
+    def _split(self, x):
+        """``(x with 0 for its missing entries, mask of the observed ones or None)``."""
+        if not self.missing:
+            return x, None
+        missing = torch.isnan(x)
+        return x.masked_fill(missing, 0.0), ~missing
 
     def _validation_noise(self, x):
         """``valid_noise(x, 1)[:, 0]``, computed once per validation batch of a fit.
@@ -406,10 +421,10 @@ class VAENet(NeuralNet):
     def validation_step(self, batch, **fit_params):
         if self.module_.training:
             self.module_.train(False)
-        x, _ = batch
+        x, observed = self._split(batch[0])
         with torch.no_grad():
             eps = self._validation_noise(x)
-            per_sample = elbo(self.module_, x, eps, self.beta)
+            per_sample = elbo(self.module_, x, eps, self.beta, observed)
             loss = self.get_loss(per_sample, X=x, training=False)
         return {"loss": loss, "y_pred": per_sample}
 
@@ -530,6 +545,7 @@ def mean_latent_kl(module, dataset, batch_size=None):
     total = torch.zeros(module.n_components, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
-            mu, logvar = module.encode(dataset.take(slice(start, start + batch_size)))
+            x, observed = split_missing(dataset.take(slice(start, start + batch_size)))
+            mu, logvar = module.encode(x, observed)
             total += gaussian_kl_per_dimension(mu, logvar).sum(0, dtype=torch.float64).cpu()
     return (total / max(1, len(dataset))).numpy()

@@ -38,6 +38,10 @@ Formats
     with ``_budget_epochs`` renamed, the patience resolved from its parameters
     and the batches of its last epoch, and its ``_noise_seed`` dropped (it was
     always the derived one).
+6
+    As 5; the network records ``missing_inputs`` (an encoder that also sees
+    the mask of observed entries, for models fitted on data with missing
+    values). A format 5 or older network loads without it.
 """
 
 import math
@@ -52,7 +56,7 @@ from ._module import VAEModule
 from ._training import resolve_max_epochs, resolve_n_iter_no_change, set_learning_rates
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 5
+FORMAT = 6
 
 #: Parameters that format 2 added, and their values for an older model.
 _FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
@@ -178,6 +182,7 @@ def _export_module(name, module):
         "likelihood": module.likelihood,
         "likelihood_options": module.observation.options(),
         "max_log_variance": module.max_log_variance,
+        "missing_inputs": module.missing_inputs,
         "state_dict": {key: _tensor_to_numpy(value)
                        for key, value in module.state_dict().items()},
     }
@@ -199,7 +204,8 @@ def _import_module(saved, fmt=FORMAT):
     with torch.device("meta"):
         module = VAEModule(saved["n_features"], saved["n_components"],
                            tuple(saved["hidden_layer_sizes"]), saved["activation"],
-                           saved["likelihood"], options, max_log_variance)
+                           saved["likelihood"], options, max_log_variance,
+                           missing_inputs=saved.get("missing_inputs", False))
     module = module.to(torch.float32).to_empty(device="cpu")
     module.load_state_dict(weights)
     return module

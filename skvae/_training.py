@@ -267,11 +267,13 @@ def train(params, X, *, epochs, incremental, device, previous=None):
     """
     p = params
     likelihood = LIKELIHOODS[p["likelihood"]]
+    missing = has_missing(X)
     if previous is None:
         streams = RandomStreams.from_random_state(p["random_state"])
         mean, scale = standardization(X) if likelihood.standardize else (
             np.zeros(X.shape[1]), np.ones(X.shape[1]))
-        module = build_module(X.shape[1], p, streams.generator("weights"))
+        module = build_module(X.shape[1], p, streams.generator("weights"),
+                              missing_inputs=missing)
         module.observation.set_scale(scale)
         module.observation.set_resolution(feature_resolution(X) / scale)
         module = module.to(device)
@@ -306,12 +308,12 @@ def train(params, X, *, epochs, incremental, device, previous=None):
     max_epochs = resolve_max_epochs(epochs, len(data), p["batch_size"])
     patience = resolve_n_iter_no_change(p["n_iter_no_change"], len(data), p["batch_size"])
     net = build_net(module, p, streams, device, max_epochs=max_epochs, valid=valid,
-                    n_iter_no_change=patience if valid is not None else None,
+                    n_iter_no_change=patience if valid is not None else None, missing=missing,
                     # the history's losses in the units of X, as -score: the change
-                    # of variables of standardization adds sum(log(scale)) (0 for
-                    # bernoulli); scale is fixed at the first fit, so all calls
-                    # share these units
-                    loss_offset=float(np.log(scale).sum()))
+                    # of variables of standardization adds sum(log(scale)) over a
+                    # row's observed features (0 for bernoulli); scale is fixed at
+                    # the first fit, so all calls share these units
+                    loss_offset=float(np.mean(observed_log_scale(X, scale))))
     net.initialize()
     if previous is not None:
         # Adam's moments from the last call, each group at this call's rate
@@ -336,23 +338,25 @@ def train(params, X, *, epochs, incremental, device, previous=None):
         n_iter_no_change=patience, latent_kl=mean_latent_kl(net.module_, data), device=device)
 
 
-def build_module(n_features, params, generator):
+def build_module(n_features, params, generator, missing_inputs=False):
     """A new network for ``params``, initialised from ``generator``.
 
     Built on the meta device (no global random draws), then initialised on
-    the CPU from ``generator``: the same weights on every device.
+    the CPU from ``generator``: the same weights on every device. With
+    ``missing_inputs`` the encoder also sees the mask of observed entries
+    (training data with missing entries).
     """
     with torch.device("meta"):
         module = VAEModule(n_features, params["n_components"],
                            hidden_sizes(params["hidden_layer_sizes"]), params["activation"],
-                           params["likelihood"])
+                           params["likelihood"], missing_inputs=missing_inputs)
     # float32 whatever torch's default dtype: training data are float32
     module = module.to(torch.float32).to_empty(device="cpu")
     return module.reset_parameters(generator)
 
 
 def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_change,
-              loss_offset=0.0):
+              missing=False, loss_offset=0.0):
     """The skorch net of one training call: the estimator's parameters, prefixed.
 
     Parameters
@@ -370,6 +374,8 @@ def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_c
         The held-out rows; None trains on all rows without early stopping.
     n_iter_no_change : int or None
         Patience of early stopping in epochs; None: no early stopping.
+    missing : bool, default=False
+        Whether the rows have missing entries (NaN).
     loss_offset : float
         See :class:`~skvae._net.VAENet`.
     """
@@ -380,6 +386,7 @@ def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_c
         n_iter_no_change=n_iter_no_change,
         noise_generator=streams.generator("reparameterization", device),
         valid_noise=streams.scoring_noise(module.n_components),
+        missing=missing,
         loss_offset=loss_offset,
         callbacks=copy.deepcopy(params["callbacks"]) or [],
         optimizer=torch.optim.Adam,
@@ -407,6 +414,25 @@ def hidden_sizes(hidden_layer_sizes):
     return tuple(hidden_layer_sizes)
 
 
+def observed_log_scale(X, scale):
+    """Sum of ``log(scale)`` over each row's observed features.
+
+    The change of variables from the standardized data the module scores to
+    the units of X; a missing entry (NaN) has no density, and no term. A
+    float when X has no missing entry (the same for every row), an array of
+    shape (n_samples,) otherwise.
+    """
+    log_scale = np.log(np.asarray(scale, dtype=np.float64))
+    if not has_missing(X):
+        return float(log_scale.sum())
+    return (~np.isnan(X)) @ log_scale
+
+
+def has_missing(X):
+    """Whether X (dense; sparse X has no missing entries) holds a NaN."""
+    return not sp.issparse(X) and bool(np.isnan(X).any())
+
+
 def standardization(X):
     """Per-feature ``(mean, scale)`` of X for the Gaussian likelihood.
 
@@ -416,9 +442,12 @@ def standardization(X):
     keeps ``score`` equivariant to a change of units (``c * X`` scores
     ``n_features * log(c)`` lower) and bounds the penalty for a held-out value
     that leaves a feature constant in training by the data's typical spread.
+    Missing entries (NaN) are left out, as ``StandardScaler`` does; the
+    constant test counts the observed entries of each feature.
     """
     scaler = StandardScaler(with_mean=False).fit(X)  # works for sparse X too
-    mean, var, n = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64), X.shape[0]
+    mean, var = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64)
+    n = scaler.n_samples_seen_
     eps = np.finfo(np.float64).eps  # StandardScaler's test for "constant"
     constant = var <= n * eps * var + (n * mean * eps) ** 2
     scale = np.sqrt(var)
@@ -427,8 +456,14 @@ def standardization(X):
 
 
 def _feature_range(X, mean=None, scale=None):
-    """Per-feature minimum and maximum of X (dense or CSR), standardized if given."""
-    low, high = X.min(axis=0), X.max(axis=0)
+    """Per-feature minimum and maximum of X (dense or CSR), standardized if given.
+
+    Missing entries (NaN) are left out.
+    """
+    if sp.issparse(X):
+        low, high = X.min(axis=0), X.max(axis=0)
+    else:
+        low, high = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
     if sp.issparse(X):
         low, high = low.toarray().ravel(), high.toarray().ravel()
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)

@@ -25,10 +25,10 @@ from ._data import inference_map
 from ._init import INIT_METHODS
 from ._likelihoods import LIKELIHOODS
 from ._losses import MAX_IMPORTANCE_SAMPLES, elbo, iwae_bound
-from ._module import ACTIVATIONS
+from ._module import ACTIVATIONS, split_missing
 from ._persistence import export_state, import_state
 from ._threads import fit_work, inference_work, limit_threads
-from ._training import RandomStreams, TrainingResult, hidden_sizes, train
+from ._training import RandomStreams, TrainingResult, hidden_sizes, observed_log_scale, train
 from ._utils import check_device_name, make_generator, make_seed, resolve_device
 
 # the parts of a fitted model that a warm start must keep
@@ -431,6 +431,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if resume:
             self._check_same_architecture()
         X = self._validate_X(X, reset=not resume)
+        if not resume:
+            _check_observed_features(X, getattr(self, "feature_names_in_", None))
         if not resume and self.n_components > X.shape[1]:
             raise ValueError(
                 f"n_components={self.n_components} must be at most n_features="
@@ -477,7 +479,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _validate_X(self, X, *, reset):
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
-                          reset=reset)
+                          ensure_all_finite="allow-nan", reset=reset)
+        if sp.issparse(X) and np.isnan(X.data).any():
+            raise ValueError(
+                "Sparse input X contains NaN. skvae reads the implicit zeros of a sparse "
+                "matrix as values, so missing entries need a dense X (a NumPy array or "
+                "a DataFrame) with NaN where they are missing.")
         if sp.issparse(X) and not X.has_canonical_format:
             X = X.copy()  # sum duplicate entries, never in the caller's arrays
             X.sum_duplicates()
@@ -567,7 +574,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return self._inference(X, lambda module, x: module.encode(x)[0],
+        return self._inference(X, lambda module, x: module.encode(*split_missing(x))[0],
                                (self.module_.n_components,))
 
     def inverse_transform(self, X):
@@ -627,16 +634,19 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         if n_importance_samples == 1:
             def bound(module, x):
-                return elbo(module, x, noise(x, 1)[:, 0])
+                x, observed = split_missing(x)
+                return elbo(module, x, noise(x, 1)[:, 0], observed=observed)
         else:
             def bound(module, x):
-                return iwae_bound(module, x, noise(x, n_importance_samples))
+                x, observed = split_missing(x)
+                return iwae_bound(module, x, noise(x, n_importance_samples), observed)
 
         # the likelihood holds the decoder's output and two temporaries of its size
         values = self._inference(X, bound, width_factor=3 * n_importance_samples)
-        # density of the standardized data -> density in the caller's units
+        # density of the standardized data -> density in the caller's units,
+        # over each row's observed features
         values = values.astype(np.float64, copy=False)
-        values -= np.log(self.scale_).sum()
+        values -= observed_log_scale(X, self.scale_)
         return values
 
     def score(self, X, y=None, n_importance_samples=1):
@@ -718,6 +728,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
@@ -786,6 +797,26 @@ def _check_n_components(n_components):
         "held-out score (e.g. GridSearchCV over n_components), or fit with a generous "
         "n_components and count the dimensions in use in the fitted latent_kl_."
     )
+
+
+def _check_observed_features(X, feature_names=None):
+    """Raise a ValueError naming the features that X observes in fewer than 2 rows.
+
+    A feature whose every entry is missing (NaN) tells nothing about itself,
+    and one value does not tell its spread.
+    """
+    if sp.issparse(X) or X.shape[0] < 2:
+        return
+    counts = (~np.isnan(X)).sum(axis=0)
+    few = np.flatnonzero(counts < 2)
+    if len(few):
+        names = [str(feature_names[j]) if feature_names is not None else str(j) for j in few]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise ValueError(
+            f"X has no observed value (or only one) in feature(s) {shown}: every other "
+            "entry is NaN, and nothing can be learned about them. Drop them before "
+            "fitting, or use skvae.VAEImputer, which sets aside the features without "
+            "an observed value as scikit-learn's imputers do (keep_empty_features).")
 
 
 def _check_importance_samples(n):

@@ -1193,8 +1193,7 @@ def test_batch_size_larger_than_n_samples(digits):
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("value, message", [(np.nan, "NaN"), (np.inf, "infinity"),
-                                            (-np.inf, "infinity")])
+@pytest.mark.parametrize("value, message", [(np.inf, "infinity"), (-np.inf, "infinity")])
 def test_non_finite_input(digits, fitted_vae, value, message):
     X = digits[0].copy()
     X[5, 7] = value
@@ -1357,10 +1356,10 @@ def test_divergence_in_the_last_step_is_detected(digits):
 
 def _failing_fits(X):
     """failure: (parameters to set, X to fit, what the error says)."""
-    X_nan = X.copy()
-    X_nan[0, 0] = np.nan
+    X_empty = X.copy()
+    X_empty[:, 3] = np.nan  # a feature never observed; NaN elsewhere is a missing entry
     return {
-        "nan": ({}, X_nan, "NaN"),
+        "empty_feature": ({}, X_empty, "no observed value"),
         "divergence": ({"learning_rate": 1e6}, X, "diverged"),
         # fit: X outside [0, 1]; partial_fit: the fitted model is Gaussian
         "bernoulli_range": ({"likelihood": "bernoulli"}, X, "likelihood='bernoulli'"),
@@ -1369,8 +1368,8 @@ def _failing_fits(X):
     }
 
 
-@pytest.mark.parametrize("failure", ["nan", "divergence", "bernoulli_range", "invalid_param",
-                                     "cuda"])
+@pytest.mark.parametrize("failure", ["empty_feature", "divergence", "bernoulli_range",
+                                     "invalid_param", "cuda"])
 @pytest.mark.parametrize("method", ["fit", "partial_fit"])
 def test_failed_fit_leaves_the_estimator_as_it_was(digits, failure, method):
     if failure == "cuda" and torch.cuda.is_available():
@@ -1378,6 +1377,8 @@ def test_failed_fit_leaves_the_estimator_as_it_was(digits, failure, method):
     if failure == "invalid_param" and method == "partial_fit":
         # sklearn's _fit_context validates parameters on the first partial_fit only
         pytest.skip("parameters are not re-validated by a later partial_fit")
+    if failure == "empty_feature" and method == "partial_fit":
+        pytest.skip("a later partial_fit may see a feature without values: the model has it")
     X = digits[0]
     params, X_bad, message = _failing_fits(X)[failure]
     df = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(64)])
