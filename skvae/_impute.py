@@ -1,0 +1,464 @@
+"""The imputer: ``VAEImputer``, missing values filled by a VAE of the observed entries.
+
+The VAE (:class:`~skvae.VAETransformer`) is fitted to the observed entries only:
+the likelihood of a row is that of its observed features. A missing entry is
+filled with its conditional mean given the row's observed entries, estimated by
+self-normalised importance sampling with the encoder, widened, as proposal
+(Mattei & Frellsen, "MIWAE", ICML 2019): with ``z_k ~ q(z | x_obs)`` and weights
+``w_k`` proportional to ``p(x_obs | z_k) p(z_k) / q(z_k | x_obs)``,
+``E[x_mis | x_obs] ~ sum_k w_k E[x_mis | z_k]``. With ``sample_posterior=True``
+one ``z_k`` is drawn by those weights (sampling importance resampling) and the
+missing entries from ``p(x_mis | z_k)``: a draw from the posterior predictive,
+for multiple imputation.
+"""
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.impute import MissingIndicator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._losses import MAX_IMPORTANCE_SAMPLES, standard_normal_log_density
+from ._module import split_missing
+from ._training import RandomStreams
+from ._utils import make_generator, make_seed
+from ._vae import VAETransformer
+
+#: The importance sampler's proposal is the encoder's posterior with its
+#: standard deviations this many times wider. An encoder trained on the ELBO
+#: is narrower than the posterior it approximates, and a narrow proposal gives
+#: a few draws all the weight. Measured on breast cancer with half its entries
+#: missing (3 masks and models): the imputations of 100 draws from the
+#: widened proposal are as good as those of 1,000 from the encoder's own
+#: (MSE 0.278 and 0.266 against 0.283 and 0.264; 2x is too wide).
+PROPOSAL_WIDTH = 1.5
+
+#: Share of the importance samples drawn from the prior instead (defensive
+#: importance sampling, Hesterberg 1995): the weights of a mixture with the
+#: prior are bounded, so a row whose encoder output is far off (a pattern of
+#: holes unlike the training rows') still gets its conditional mean. With a
+#: linear decoder (where it has a closed form) and 4,000 draws, the largest
+#: error of 20 rows with holes fell from 1.55 to 0.12; on breast cancer
+#: (half missing, 100 draws) the MSE moved by -0.001 and +0.002.
+PRIOR_SHARE = 0.1
+
+#: Draws per round of adaptive importance sampling, at least: with
+#: ``n_importance_samples`` of twice this or more, half the draws come from a
+#: second proposal fitted to the weighted first half (:meth:`_Proposal.fit`).
+#: With a linear decoder, where the conditional mean has a closed form, the
+#: largest error of 20 rows with holes fell from 0.156 to 0.066 (4,000 draws);
+#: on breast cancer (half missing, 100 draws, 2 masks) the MSE went from
+#: 0.279 and 0.265 to 0.275 and 0.266, and with 200 from 0.275 and 0.261 to
+#: 0.274 and 0.249.
+MIN_ROUND_DRAWS = 4
+#: Smallest standard deviation of an adapted proposal (latent units).
+MIN_PROPOSAL_STD = 1e-3
+
+#: The parameters of VAETransformer that are the imputer's too (all but
+#: ``warm_start``: every ``fit`` of an imputer trains a new model).
+_VAE_PARAMS = (
+    "n_components", "hidden_layer_sizes", "activation", "likelihood", "init", "beta",
+    "kl_warmup_epochs", "max_epochs", "batch_size", "learning_rate", "early_stopping",
+    "validation_fraction", "n_iter_no_change", "device", "n_threads", "callbacks", "verbose",
+    "random_state",
+)
+
+
+class _Proposal:
+    """An importance sampler's proposal over z: a Gaussian, widened, mixed with the prior.
+
+    ``mu`` and ``std`` of shape (n, 1, k). The Gaussian's standard deviations
+    are :data:`PROPOSAL_WIDTH` times ``std``, and a share
+    :data:`PRIOR_SHARE` of the draws comes from the prior N(0, I) instead
+    (defensive importance sampling: bounded weights).
+    """
+
+    def __init__(self, mu, std):
+        self.mu, self.std = mu, std * PROPOSAL_WIDTH
+
+    @classmethod
+    def fit(cls, z, weights):
+        """The proposal of the weighted draws' mean and standard deviations.
+
+        ``z`` of shape (n, K, k) and normalised ``weights`` of shape (n, K):
+        adaptive importance sampling, which corrects an encoder whose
+        posterior is off for a row (a pattern of holes it rarely saw).
+        """
+        w = weights.unsqueeze(-1)
+        mu = (w * z).sum(1, keepdim=True)
+        std = (w * (z - mu).square()).sum(1, keepdim=True).sqrt()
+        return cls(mu, std.clamp_min(MIN_PROPOSAL_STD))
+
+    def draws(self, module, x, observed, eps):
+        """Draws of z for standard normal ``eps`` (n, K, k), their decoder outputs
+        and ``log p(x_obs, z)``, each with K along axis 1.
+
+        The first ``round((1 - PRIOR_SHARE) K)`` draws are the Gaussian's, the
+        others the prior's (``eps`` itself).
+        """
+        K = eps.shape[1]
+        self.share = 1.0 - max(1, round((1 - PRIOR_SHARE) * K)) / K
+        from_prior = torch.arange(K, device=x.device) >= K - round(self.share * K)
+        z = torch.where(from_prior[:, None], eps, self.mu + self.std * eps)
+        out = module.decode(z)
+        log_joint = (module.observation.log_prob(x.unsqueeze(1), out, observed)
+                     + standard_normal_log_density(z))
+        return z, out, log_joint
+
+    def log_density(self, z):
+        """log of the density the draws came from, at ``z`` (n, K, k)."""
+        log_q = (standard_normal_log_density((z - self.mu) / self.std)
+                 - torch.log(self.std).sum(-1))
+        if self.share == 0:
+            return log_q
+        return torch.logaddexp(log_q + math.log(1 - self.share),
+                               standard_normal_log_density(z) + math.log(self.share))
+
+
+def _is_nan(value):
+    return isinstance(value, Real) and np.isnan(value)
+
+
+class VAEImputer(TransformerMixin, BaseEstimator):
+    """Impute missing values with a variational autoencoder of the observed entries.
+
+    A :class:`~skvae.VAETransformer` is fitted to X with its missing entries
+    left out of the likelihood (the exact likelihood of each row's observed
+    features under a decoder that factorizes over features). ``transform``
+    fills each missing entry with its conditional mean given the row's
+    observed entries, estimated by self-normalised importance sampling (as
+    MIWAE does), or, with ``sample_posterior=True``, with a draw from the
+    posterior predictive distribution. Observed entries are never changed.
+
+    Read more in the :doc:`missing data page </missing_data>` of the docs.
+
+    Parameters
+    ----------
+    estimator : VAETransformer, default=None
+        The model to fit (a clone of it). None: a ``VAETransformer`` built
+        from the parameters below, which are ignored when an estimator is
+        given (except ``random_state``, which also seeds the imputer's draws).
+
+    missing_values : float or int, default=np.nan
+        The placeholder of a missing value; every entry equal to it is
+        imputed. ``pandas.NA`` in a DataFrame is NaN once converted.
+
+    sample_posterior : bool, default=False
+        False: the importance-weighted conditional mean. True: each call to
+        ``transform`` draws the missing entries from the posterior predictive
+        p(x_mis | x_obs) (resampled importance samples, then the likelihood),
+        so that repeated calls give multiple imputations.
+
+    n_importance_samples : int, default=100
+        Posterior draws per row with a missing entry. More gives a better
+        estimate of the conditional mean, at a cost linear in it.
+
+    add_indicator : bool, default=False
+        Append a :class:`~sklearn.impute.MissingIndicator` of the features
+        that had missing values at fit.
+
+    keep_empty_features : bool, default=False
+        Keep the features with no observed value at fit in the output, filled
+        with 0, as scikit-learn's imputers do; False drops them.
+
+    n_components, hidden_layer_sizes, activation, likelihood, init, beta, \
+kl_warmup_epochs, max_epochs, batch_size, learning_rate, early_stopping, \
+validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
+        The parameters of :class:`~skvae.VAETransformer`, with its defaults
+        except ``n_components`` (8, or fewer for narrow data: see
+        ``estimator_.n_components``).
+
+    random_state : int, RandomState instance or None, default=None
+        Seed of the model (as in ``VAETransformer``) and of the draws of
+        ``sample_posterior=True``. With an int, ``fit`` then ``transform``
+        calls give the same imputations in every run; the draws of
+        successive calls differ.
+
+    Attributes
+    ----------
+    estimator_ : VAETransformer
+        The fitted model, over the features with two observed values or more
+        at fit (a feature seen once is filled with that value).
+
+    indicator_ : sklearn.impute.MissingIndicator
+        The indicator of ``add_indicator=True``; None otherwise.
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.impute.IterativeImputer : Imputes each feature from the others in turn.
+    sklearn.impute.KNNImputer : Imputes from the nearest complete neighbours.
+    VAETransformer : The model, which itself accepts NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from skvae import VAEImputer
+    >>> X = load_iris().data
+    >>> X_missing = X.copy()
+    >>> X_missing[::3, 2] = np.nan
+    >>> imputer = VAEImputer(random_state=0).fit(X_missing)
+    >>> X_filled = imputer.transform(X_missing)
+    >>> bool(np.isnan(X_filled).any())
+    False
+    >>> bool(np.array_equal(X_filled[1], X_missing[1]))
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [None, HasMethods(["fit", "transform", "score_samples"])],
+        "missing_values": [Real, Integral],
+        "sample_posterior": ["boolean"],
+        "n_importance_samples": [Interval(Integral, 1, MAX_IMPORTANCE_SAMPLES, closed="both")],
+        "add_indicator": ["boolean"],
+        "keep_empty_features": ["boolean"],
+        **{name: VAETransformer._parameter_constraints[name] for name in _VAE_PARAMS},
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        missing_values=np.nan,
+        sample_posterior=False,
+        n_importance_samples=100,
+        add_indicator=False,
+        keep_empty_features=False,
+        n_components=8,
+        hidden_layer_sizes=(256, 128),
+        activation="relu",
+        likelihood="gaussian",
+        init="auto",
+        beta=1.0,
+        kl_warmup_epochs=0,
+        max_epochs="auto",
+        batch_size=128,
+        learning_rate=1e-3,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change="auto",
+        device="auto",
+        n_threads="auto",
+        callbacks=None,
+        verbose=0,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.missing_values = missing_values
+        self.sample_posterior = sample_posterior
+        self.n_importance_samples = n_importance_samples
+        self.add_indicator = add_indicator
+        self.keep_empty_features = keep_empty_features
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.init = init
+        self.beta = beta
+        self.kl_warmup_epochs = kl_warmup_epochs
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.n_threads = n_threads
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ input
+
+    def _validate_input(self, X, *, reset):
+        nan = _is_nan(self.missing_values)
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                          ensure_all_finite="allow-nan" if nan else True, copy=not nan,
+                          ensure_min_samples=2 if reset else 1)
+        if not nan:  # the placeholder becomes NaN, in a copy
+            X[X == self.missing_values] = np.nan
+        return X
+
+    def _make_estimator(self, n_features):
+        if self.estimator is not None:
+            estimator = clone(self.estimator)
+            if getattr(estimator, "random_state", None) is None:
+                estimator.set_params(random_state=self.random_state)
+            return estimator
+        params = {name: getattr(self, name) for name in _VAE_PARAMS}
+        params["n_components"] = max(1, min(self.n_components, n_features))
+        return VAETransformer(**params)
+
+    # -------------------------------------------------------------------- fit
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the VAE to the observed entries of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with missing values (``missing_values``, NaN by default).
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : VAEImputer
+            The fitted imputer.
+        """
+        X = self._validate_input(X, reset=True)
+        counts = (~np.isnan(X)).sum(axis=0)
+        # scikit-learn's rule: a feature without an observed value is "empty";
+        # the VAE models the features with two values or more, and one seen
+        # once is filled with that value
+        self._valid_features = counts >= 1
+        self._modelled = counts[self._valid_features] >= 2
+        if not self._modelled.any():
+            raise ValueError("X has no feature with two observed values or more: there is "
+                             "nothing to learn the missing values from.")
+        X_valid = X[:, self._valid_features]
+        with np.errstate(all="ignore"):
+            self._fill_values = np.nanmean(X_valid, axis=0)
+        estimator = self._make_estimator(int(self._modelled.sum()))
+        estimator.fit(X_valid[:, self._modelled])
+        self.indicator_ = (MissingIndicator(missing_values=np.nan, error_on_new=False).fit(X)
+                           if self.add_indicator else None)
+        self.random_state_ = check_random_state(self.random_state)
+        self.estimator_ = estimator
+        return self
+
+    # -------------------------------------------------------------- transform
+
+    def transform(self, X):
+        """Fill the missing entries of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data with missing values.
+
+        Returns
+        -------
+        X_filled : ndarray of shape (n_samples, n_features_out)
+            X with its missing entries filled (observed entries unchanged),
+            without the features that had no observed value at fit unless
+            ``keep_empty_features``, followed by the missing indicator's
+            columns with ``add_indicator``.
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        valid = self._valid_features
+        out = X[:, valid].copy()
+        modelled = np.flatnonzero(self._modelled)
+        part = out[:, modelled]
+        rows = np.flatnonzero(np.isnan(part).any(axis=1))
+        if len(rows):
+            holes = part[rows]
+            part[rows] = np.where(np.isnan(holes), self._impute(holes), holes)
+            out[:, modelled] = part
+        # the features seen once at fit
+        out = np.where(np.isnan(out), self._fill_values.astype(out.dtype), out)
+        if self.keep_empty_features and not valid.all():
+            full = np.zeros(X.shape, dtype=out.dtype)
+            full[:, valid] = out
+            out = full
+        if self.indicator_ is not None:
+            out = np.hstack([out, self.indicator_.transform(X).astype(out.dtype)])
+        return out
+
+    def _impute(self, X):
+        """Imputed values (all entries, model means or draws) of rows with holes."""
+        vae = self.estimator_
+        K = self.n_importance_samples
+        noise = RandomStreams(vae._base_seed).scoring_noise(vae.module_.n_components)
+        # sample_posterior: a new draw every call, seeded from random_state_
+        seed = make_seed(self.random_state_) if self.sample_posterior else None
+        generator = None
+
+        def impute(module, x):
+            nonlocal generator
+            x, observed = split_missing(x)
+            if seed is None:
+                eps = noise(x, K)
+            else:
+                if generator is None:
+                    generator = make_generator(seed, x.device)
+                eps = torch.randn(x.shape[0], K, module.n_components, generator=generator,
+                                  dtype=x.dtype, device=x.device)
+            mu, logvar = module.encode(x, observed)
+            first = _Proposal(mu.unsqueeze(1), torch.exp(0.5 * logvar).unsqueeze(1))
+            if K < 2 * MIN_ROUND_DRAWS:
+                z, out, log_joint = first.draws(module, x, observed, eps)
+                log_w = log_joint - first.log_density(z)
+            else:  # a second round from the first round's weighted moments
+                half = K // 2
+                z1, out1, joint1 = first.draws(module, x, observed, eps[:, :half])
+                second = _Proposal.fit(z1, torch.softmax(joint1 - first.log_density(z1), dim=1))
+                z2, out2, joint2 = second.draws(module, x, observed, eps[:, half:])
+                z, out = torch.cat([z1, z2], dim=1), torch.cat([out1, out2], dim=1)
+                # all draws weighted against the mixture of the two proposals
+                # (the balance heuristic of multiple importance sampling)
+                log_w = torch.cat([joint1, joint2], dim=1) - torch.logaddexp(
+                    first.log_density(z) + math.log(half / K),
+                    second.log_density(z) + math.log(1 - half / K))
+            weights = torch.softmax(log_w, dim=1)                               # (n, K)
+            if seed is None:
+                return (weights.unsqueeze(-1) * module.observation.mean(out)).sum(1)
+            pick = torch.multinomial(weights, 1, generator=generator)[:, 0]
+            chosen = out[torch.arange(len(x), device=x.device), pick]
+            return module.observation.sample(chosen, generator=generator)
+
+        # the decoder's output for K draws, its copy and about four temporaries of its
+        # size; in float32, the precision the model was trained in (float64
+        # doubles the time for digits that the estimate does not have)
+        values = vae._inference(X.astype(np.float32), impute, (X.shape[1],),
+                                width_factor=6 * K).astype(X.dtype)
+        if vae.module_.observation.standardize:
+            values *= vae.scale_.astype(X.dtype)
+            values += vae.mean_.astype(X.dtype)
+        return values
+
+    # --------------------------------------------------------------- contract
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: the imputed ones, then the indicator's.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input feature names; None uses ``feature_names_in_`` or
+            ``x0, x1, ...``.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        from sklearn.utils.validation import _check_feature_names_in  # noqa: PLC0415
+
+        check_is_fitted(self)
+        names = _check_feature_names_in(self, input_features)
+        out = names if self.keep_empty_features else names[self._valid_features]
+        if self.indicator_ is not None:
+            out = np.concatenate([out, self.indicator_.get_feature_names_out(names)])
+        return np.asarray(out, dtype=object)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "estimator_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags

@@ -1,0 +1,346 @@
+"""Missing values: the masked likelihood, NaN through every method, and VAEImputer."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.decomposition import FactorAnalysis
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from skvae import VAEImputer, VAETransformer
+from skvae._em import fit_linear_gaussian_missing
+from skvae._likelihoods import LIKELIHOODS
+from skvae._losses import elbo
+from skvae._module import split_missing
+from skvae._training import build_module
+
+TINY = dict(hidden_layer_sizes=(16,), max_epochs=5, early_stopping=False, random_state=0)
+
+
+def _linear_gaussian(n=300, d=8, k=2, noise=0.3, seed=0):
+    rng = np.random.RandomState(seed)
+    return rng.randn(n, k) @ rng.randn(k, d) + noise * rng.randn(n, d)
+
+
+def _with_holes(X, fraction, seed=0):
+    rng = np.random.RandomState(seed)
+    holes = rng.rand(*X.shape) < fraction
+    holes[:, 0] &= holes.sum(axis=0)[0] < X.shape[0] - 1  # keep features observed
+    X_missing = X.copy()
+    X_missing[holes] = np.nan
+    return X_missing, holes
+
+
+def _module(likelihood, d=6, k=2, missing_inputs=False, seed=0):
+    params = dict(n_components=k, hidden_layer_sizes=(8,), activation="tanh",
+                  likelihood=likelihood)
+    module = build_module(d, params, torch.Generator().manual_seed(seed),
+                          missing_inputs=missing_inputs)
+    with torch.no_grad():  # a decoder that depends on z, variances not all 1
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    return module.double()
+
+
+# ------------------------------------------------------------ the likelihood
+
+
+@pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
+@torch.no_grad()
+def test_masked_likelihood_is_the_likelihood_of_the_observed_features(likelihood):
+    gen = torch.Generator().manual_seed(0)
+    module = _module(likelihood)
+    x = torch.rand(5, 6, generator=gen, dtype=torch.float64)
+    z = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    observed = torch.rand(5, 6, generator=gen) < 0.6
+    x_missing = x.masked_fill(~observed, math.nan)
+    filled, mask = split_missing(x_missing)
+    assert torch.equal(mask, observed)
+    masked = module.log_likelihood(filled, z, mask)
+    # the sum of one-feature likelihoods over the observed features
+    singles = torch.stack([module.log_likelihood(x, z, torch.eye(6, dtype=torch.bool)[j]
+                                                 .expand(5, 6)) for j in range(6)], dim=1)
+    assert_allclose(masked, (singles * observed).sum(1), rtol=1e-12, atol=1e-12)
+    # the placeholder of a missing entry does not matter
+    other = torch.where(observed, x, torch.full_like(x, 123.0))
+    assert_allclose(module.log_likelihood(other, z, mask), masked, rtol=1e-12, atol=1e-12)
+    # all observed: the complete-data path
+    assert_allclose(module.log_likelihood(x, z, torch.ones_like(observed)),
+                    module.log_likelihood(x, z), rtol=1e-12, atol=1e-12)
+
+
+@torch.no_grad()
+def test_gaussian_masked_likelihood_matches_the_density_of_the_observed_subvector():
+    module = _module("gaussian")
+    obs = module.observation
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    z = torch.randn(4, 2, generator=gen, dtype=torch.float64)
+    observed = torch.rand(4, 6, generator=gen) < 0.5
+    mean = module.decode(z)
+    w = obs.outlier_weight
+    core = torch.distributions.Normal(mean, torch.exp(0.5 * obs.log_variance()))
+    broad = torch.distributions.Normal(mean, torch.exp(0.5 * obs.outlier_log_variance))
+    per_feature = torch.logaddexp(math.log1p(-w) + core.log_prob(x),
+                                  math.log(w) + broad.log_prob(x))
+    expected = (per_feature * observed).sum(1)
+    got = module.log_likelihood(x.masked_fill(~observed, 0.0), z, observed)
+    assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_gradients_stay_finite_with_missing_entries():
+    module = _module("gaussian", missing_inputs=True).float()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 6, generator=gen)
+    x[torch.rand(16, 6, generator=gen) < 0.4] = math.nan
+    x[0] = math.nan  # a row with nothing observed
+    filled, observed = split_missing(x)
+    eps = torch.randn(16, 2, generator=gen)
+    loss = -elbo(module, filled, eps, observed=observed).mean()
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
+
+
+@torch.no_grad()
+def test_encoder_with_mask_inputs_sees_the_mask():
+    module = _module("gaussian", missing_inputs=True)
+    assert module.encoder[0].in_features == 12
+    x = torch.zeros(1, 6, dtype=torch.float64)
+    all_observed = module.encode(x)[0]
+    assert torch.equal(all_observed, module.encode(x, torch.ones(1, 6, dtype=torch.bool))[0])
+    assert not torch.equal(all_observed, module.encode(x, torch.zeros(1, 6, dtype=torch.bool))[0])
+
+
+# ------------------------------------------------------- the transformer
+
+
+@pytest.fixture(scope="module")
+def holes():
+    X = _linear_gaussian()
+    X_missing, mask = _with_holes(X, 0.3)
+    return X, X_missing, mask
+
+
+@pytest.fixture(scope="module")
+def fitted_on_holes(holes):
+    return VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=30, random_state=0).fit(holes[1])
+
+
+def test_every_method_accepts_nan(holes, fitted_on_holes):
+    X, X_missing, _ = holes
+    vae = fitted_on_holes
+    assert vae.module_.missing_inputs
+    assert vae.init_ in ("pca", "factor_analysis")
+    for out in (vae.transform(X_missing), vae.score_samples(X_missing),
+                vae.score_samples(X_missing, n_importance_samples=5)):
+        assert np.isfinite(out).all()
+    assert np.isfinite(VAETransformer(2, **TINY).fit_transform(X_missing)).all()
+    assert np.isfinite(vae.score(X_missing))
+    # a row's score is a function of that row alone, with or without holes around it
+    assert_allclose(vae.score_samples(X_missing[:7]), vae.score_samples(X_missing)[:7])
+    # partial_fit continues on rows with holes
+    clone = VAETransformer(2, hidden_layer_sizes=(16,), random_state=0)
+    clone.partial_fit(X_missing).partial_fit(X_missing)
+    assert np.isfinite(clone.transform(X_missing)).all()
+
+
+def test_score_with_holes_is_the_likelihood_of_the_observed_entries(holes, fitted_on_holes):
+    X, X_missing, mask = holes
+    vae = fitted_on_holes
+    # in the caller's units: scaling X by c moves a row's score by -log(c) for
+    # each feature observed in it (c a power of 2: the standardized
+    # values, with them the fit, are the same to the bit; without early
+    # stopping, whose choice of epoch could turn on the last digit)
+    c = 8.0
+    params = dict(hidden_layer_sizes=(16,), max_epochs=10, early_stopping=False,
+                  random_state=0)
+    X_scaled = X_missing * c
+    scaled = VAETransformer(2, **params).fit(X_scaled)
+    expected = (VAETransformer(2, **params).fit(X_missing).score_samples(X_missing)
+                - np.log(c) * (~mask).sum(axis=1))
+    assert_allclose(scaled.score_samples(X_scaled), expected, rtol=1e-10)
+    # more observed entries, more density to pay: a row with fewer entries is
+    # not scored on the ones it lacks
+    empty = np.full_like(X[:1], np.nan)
+    # a row with nothing observed: its posterior is the prior, its likelihood 1
+    assert_array_equal(vae.score_samples(np.vstack([empty, X_missing[:3]]))[0], 0.0)
+    assert_array_equal(vae.score_samples(empty, n_importance_samples=20), 0.0)
+    assert_array_equal(vae.transform(empty), 0.0)
+
+
+def test_complete_data_give_the_complete_data_model(holes):
+    X = holes[0]
+    vae = VAETransformer(2, **TINY).fit(X)
+    assert not vae.module_.missing_inputs
+    # a model fitted on complete rows scores and encodes rows with holes
+    X_missing = holes[1]
+    assert np.isfinite(vae.score_samples(X_missing)).all()
+    assert np.isfinite(vae.transform(X_missing)).all()
+    complete = ~np.isnan(X_missing).any(axis=1)
+    assert_array_equal(vae.transform(X_missing)[complete], vae.transform(X[complete]))
+
+
+def test_missing_data_errors(holes):
+    X_missing = holes[1].copy()
+    X_missing[:, 2] = np.nan
+    df = pd.DataFrame(X_missing, columns=[f"f{j}" for j in range(X_missing.shape[1])])
+    with pytest.raises(ValueError, match=r"no observed value \(or only one\) in feature\(s\) f2"):
+        VAETransformer(2, **TINY).fit(df)
+    with pytest.raises(ValueError, match="Sparse input X contains NaN"):
+        VAETransformer(2, **TINY).fit(sp.csr_matrix(holes[1]))
+    with pytest.raises(ValueError, match="infinity"):
+        VAETransformer(2, **TINY).fit(np.where(np.isnan(holes[1]), np.inf, holes[1]))
+
+
+def test_pandas_na_is_missing(holes):
+    X, X_missing, _ = holes
+    df = pd.DataFrame(X_missing).astype("Float64")  # NaN becomes pd.NA
+    assert df.isna().to_numpy().sum() == np.isnan(X_missing).sum()
+    a = VAETransformer(2, **TINY).fit(df)
+    b = VAETransformer(2, **TINY).fit(X_missing)
+    assert_allclose(a.transform(df), b.transform(X_missing))
+
+
+def test_linear_start_with_holes_is_the_em_fit_of_the_observed_entries(holes):
+    """The start is the linear model fitted by EM to the observed entries (the
+    covariance W W' + Psi it implies), not one fitted to mean-imputed rows."""
+    X, X_missing, _ = holes
+    start = dict(hidden_layer_sizes=(16,), max_epochs=1, learning_rate=1e-12,
+                 early_stopping=False, random_state=0, init="factor_analysis")
+    vae = VAETransformer(2, **start).fit(X_missing)
+    module = vae.module_
+    W = module.decoder_linear.weight.detach().double().numpy()
+    psi = module.observation.log_variance().detach().double().exp().numpy()
+    standardized = (X_missing - vae.mean_) / vae.scale_
+    W_em, psi_em, _ = fit_linear_gaussian_missing(standardized, 2)
+    assert_allclose(W @ W.T + np.diag(psi), W_em @ W_em.T + np.diag(psi_em), atol=1e-4)
+    imputed = FactorAnalysis(2, random_state=0).fit(np.nan_to_num(standardized))
+    cov_imputed = imputed.get_covariance()
+    assert np.abs(W @ W.T + np.diag(psi) - cov_imputed).max() > 0.1
+
+
+# ------------------------------------------------------------ the imputer
+
+
+@pytest.fixture(scope="module")
+def imputer(holes):
+    return VAEImputer(n_components=2, hidden_layer_sizes=(16,), max_epochs=30,
+                      n_importance_samples=50, random_state=0).fit(holes[1])
+
+
+def test_imputer_fills_holes_and_keeps_observed_entries(holes, imputer):
+    X, X_missing, mask = holes
+    filled = imputer.transform(X_missing)
+    assert not np.isnan(filled).any()
+    assert_array_equal(filled[~mask], X_missing[~mask])
+    # better than the mean on a linear Gaussian model with strong correlations
+    mean_fill = SimpleImputer().fit_transform(X_missing)
+    vae_error = ((filled - X)[mask] ** 2).mean()
+    mean_error = ((mean_fill - X)[mask] ** 2).mean()
+    assert vae_error < 0.5 * mean_error
+    # deterministic
+    assert_array_equal(imputer.transform(X_missing), filled)
+
+
+def test_multiple_imputation_varies_only_the_missing_entries(holes):
+    _, X_missing, mask = holes
+    imp = VAEImputer(n_components=2, hidden_layer_sizes=(16,), max_epochs=10,
+                     n_importance_samples=20, sample_posterior=True, random_state=0)
+    imp.fit(X_missing)
+    first, second = imp.transform(X_missing), imp.transform(X_missing)
+    assert_array_equal(first[~mask], X_missing[~mask])
+    assert_array_equal(second[~mask], X_missing[~mask])
+    assert (first[mask] != second[mask]).mean() > 0.9
+    # reproducible: the same random_state gives the same sequence of draws
+    again = VAEImputer(**imp.get_params()).fit(X_missing)
+    assert_array_equal(again.transform(X_missing), first)
+
+
+def test_imputer_options(holes):
+    _, X_missing, mask = holes
+    X_empty = np.column_stack([X_missing, np.full(len(X_missing), np.nan)])
+    params = dict(n_components=2, hidden_layer_sizes=(16,), max_epochs=3,
+                  n_importance_samples=5, random_state=0)
+    dropped = VAEImputer(**params).fit(X_empty)
+    assert dropped.transform(X_empty).shape == X_missing.shape
+    assert dropped.estimator_.n_features_in_ == X_missing.shape[1]
+    once = X_empty.copy()
+    once[5, -1] = 3.0  # seen once: filled with that value, not modelled
+    filled = VAEImputer(**params).fit(once)
+    assert filled.estimator_.n_features_in_ == X_missing.shape[1]
+    assert_array_equal(filled.transform(once)[:, -1], 3.0)
+    kept = VAEImputer(keep_empty_features=True, **params).fit(X_empty)
+    out = kept.transform(X_empty)
+    assert out.shape == X_empty.shape and (out[:, -1] == 0).all()
+    indicated = VAEImputer(add_indicator=True, **params).fit(X_missing)
+    out = indicated.transform(X_missing)
+    assert out.shape == (X_missing.shape[0], 2 * X_missing.shape[1])
+    assert_array_equal(out[:, X_missing.shape[1]:], mask)
+    names = indicated.get_feature_names_out()
+    assert names[0] == "x0" and names[-1] == f"missingindicator_x{X_missing.shape[1] - 1}"
+    # another placeholder
+    sentinel = np.where(mask, -999.0, X_missing)
+    other = VAEImputer(missing_values=-999.0, **params).fit(sentinel)
+    assert_allclose(other.transform(sentinel), VAEImputer(**params).fit(X_missing)
+                    .transform(X_missing))
+    # pandas output
+    df = VAEImputer(**params).set_output(transform="pandas").fit_transform(
+        pd.DataFrame(X_missing, columns=[f"c{j}" for j in range(X_missing.shape[1])]))
+    assert list(df.columns) == [f"c{j}" for j in range(X_missing.shape[1])]
+
+
+def test_imputer_in_a_pipeline(holes):
+    X, X_missing, _ = holes
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    pipe = make_pipeline(VAEImputer(n_components=2, hidden_layer_sizes=(16,), max_epochs=5,
+                                    n_importance_samples=5, random_state=0),
+                         LogisticRegression())
+    assert pipe.fit(X_missing, y).score(X_missing, y) > 0.7
+
+
+def test_imputer_takes_a_vaetransformer(holes):
+    _, X_missing, _ = holes
+    vae = VAETransformer(2, **TINY)
+    imp = VAEImputer(vae, n_importance_samples=5).fit(X_missing)
+    assert imp.estimator_ is not vae and imp.estimator_.get_params() == vae.get_params()
+    assert not np.isnan(imp.transform(X_missing)).any()
+
+
+def test_imputer_has_the_vae_parameters():
+    vae_params = VAETransformer().get_params()
+    imputer_params = VAEImputer().get_params()
+    for name, value in vae_params.items():
+        if name in ("warm_start", "n_components"):
+            continue
+        assert imputer_params[name] == value, name
+
+
+def test_imputation_is_the_conditional_mean_of_the_model(holes):
+    """With a linear decoder and a plain Gaussian likelihood the model is Gaussian,
+    and E[x_mis | x_obs] has a closed form; the importance-weighted estimate
+    converges to it. (The robust likelihood's broad component, weight 1e-4,
+    moves the conditional mean of a few rows by up to 0.05 standard deviations.)"""
+    _, X_missing, mask = holes
+    imp = VAEImputer(n_components=2, hidden_layer_sizes=(), max_epochs=20,
+                     n_importance_samples=40_000, random_state=0).fit(X_missing)
+    vae = imp.estimator_
+    module = vae.module_
+    module.observation.outlier_weight = 0.0
+    W = (module.decoder_head.weight + module.decoder_linear.weight).detach().double().numpy()
+    b = module.decoder_head.bias.detach().double().numpy()
+    psi = module.observation.log_variance().detach().double().exp().numpy()
+    rows = np.flatnonzero(mask.any(axis=1))[:20]
+    filled = (imp.transform(X_missing[rows]) - vae.mean_) / vae.scale_
+    for row, values in zip(rows, filled):
+        x = (X_missing[row] - vae.mean_) / vae.scale_
+        o = ~mask[row]
+        precision = np.eye(2) + W[o].T @ (W[o] / psi[o, None])
+        z = np.linalg.solve(precision, W[o].T @ ((x[o] - b[o]) / psi[o]))
+        assert_allclose(values[~o], W[~o] @ z + b[~o], atol=0.02)
