@@ -6,7 +6,7 @@ a fitted ``VAETransformer`` alone or as a step of a scikit-learn ``Pipeline``,
 next to any step that skl2onnx supports (``StandardScaler``, ``LogisticRegression``,
 ...). The graph computes :meth:`~skvae.VAETransformer.transform`, the posterior
 means, with skvae's standardization folded in, in float32 with a dynamic batch
-axis. :func:`to_onnx_decoder` exports :meth:`~skvae.VAETransformer.inverse_transform`
+axis; missing entries (NaN) are handled as ``transform`` handles them. :func:`to_onnx_decoder` exports :meth:`~skvae.VAETransformer.inverse_transform`
 as a model of its own.
 
 The graph is written directly from the fitted weights, one ``Gemm`` (matrix
@@ -126,16 +126,27 @@ def _write_encoder(w, x, estimator, output):
     if module.observation.standardize:  # (x - mean_) / scale_, as skvae does
         x = w.node("Sub", [x, w.constant("mean", estimator.mean_)])
         x = w.node("Div", [x, w.constant("scale", estimator.scale_)])
+    # missing entries (NaN): 0 in their place, and the mask of the observed
+    # ones (skvae._module.split_missing)
+    missing = w.node("IsNaN", [x])
+    x = w.node("Where", [missing, w.constant("zero", 0.0), x])
+    observed = w.node("Cast", [w.node("Not", [missing])], to=TensorProto.FLOAT)
     # the encoder sees each feature clipped to its training range (finite once fitted)
     x = w.node("Max", [x, w.constant("input_low", module.input_low.cpu().numpy())])
     x = w.node("Min", [x, w.constant("input_high", module.input_high.cpu().numpy())])
-    h = _write_mlp(w, x, module.encoder, module.activation)
+    inputs = w.node("Concat", [x, observed], axis=1) if module.missing_inputs else x
+    h = _write_mlp(w, inputs, module.encoder, module.activation)
     weight, bias = _weights(module.encoder_head)
     k = module.n_components  # the head gives (mu, logvar): keep the mu rows only
     h = w.node("Gemm", [h, w.constant("W_mu", weight[:k]), w.constant("B_mu", bias[:k])],
                transB=1)
     linear = w.node("MatMul", [x, w.constant("W_linear", _weights(module.encoder_linear)[0].T)])
-    return w.node("Add", [h, linear], output)
+    mu = w.node("Add", [h, linear])
+    # a row with nothing observed has the prior as its posterior: code 0
+    counts = w.node("MatMul", [observed, w.constant(
+        "ones", np.ones((module.n_features, 1), dtype=np.float32))])
+    empty = w.node("Less", [counts, w.constant("half", 0.5)])
+    return w.node("Where", [empty, w.constant("zero", 0.0), mu], output)
 
 
 def _write_decoder(w, z, estimator, output):

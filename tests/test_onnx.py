@@ -76,6 +76,25 @@ def test_transform_and_decoder_match_skvae(fitted, X1000, activation, likelihood
         assert_allclose(X_back, est.inverse_transform(Z), **TOL)
 
 
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("fitted_with_holes", [False, True])
+def test_missing_values_are_encoded_as_transform_does(fitted, X1000, likelihood,
+                                                      fitted_with_holes):
+    X = _data(likelihood, X1000).copy()
+    rng = np.random.RandomState(0)
+    X[rng.rand(*X.shape) < 0.3] = np.nan
+    X[5] = np.nan  # a row with nothing observed: code 0
+    if fitted_with_holes:
+        est = VAETransformer(3, likelihood=likelihood, **SMALL).fit(X[:300])
+        assert est.module_.missing_inputs
+    else:
+        est = fitted("relu", likelihood)
+    model = skl2onnx.to_onnx(est, X1000[:1])
+    Z = _run(model, X)[0]
+    assert_allclose(Z, est.transform(X), **TOL)
+    assert_array_equal(Z[5], 0.0)
+
+
 @pytest.mark.parametrize("target_opset, op", [(None, "Gelu"), (18, "Erf")])
 def test_gelu_uses_the_operator_of_the_opset(fitted, X1000, target_opset, op):
     model = skl2onnx.to_onnx(fitted("gelu", "gaussian"), X1000[:1],
