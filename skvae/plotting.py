@@ -205,10 +205,21 @@ def _resolve_image_shape(image_shape, n_features):
     return shape
 
 
+#: Colour of a missing value (NaN) in an image of :func:`plot_reconstructions`.
+MISSING_COLOR = "#e9967a"
+
+
 def _draw_tile(ax, values, shape, vrange):
-    """An image (grey, dark = high, upright) or a feature profile on one axes."""
+    """An image (grey, dark = high, upright) or a feature profile on one axes.
+
+    Missing values (NaN) are drawn in :data:`MISSING_COLOR` on an image, and as
+    gaps in a profile.
+    """
     if shape is not None:
-        ax.imshow(values.reshape(shape), cmap="gray_r", vmin=vrange[0], vmax=vrange[1],
+        import matplotlib  # noqa: PLC0415 (the plot extra, imported by _pyplot first)
+
+        cmap = matplotlib.colormaps["gray_r"].with_extremes(bad=MISSING_COLOR)
+        ax.imshow(values.reshape(shape), cmap=cmap, vmin=vrange[0], vmax=vrange[1],
                   interpolation="nearest")
     else:
         ax.plot(np.arange(values.size), values, color="C0", lw=1)
@@ -218,6 +229,10 @@ def _draw_tile(ax, values, shape, vrange):
 
 
 def _value_range(values, percentile=0.0):
+    values = np.asarray(values)
+    values = values[np.isfinite(values)] if np.isnan(values).any() else values
+    if values.size == 0:
+        return 0.0, 1.0
     low, high = (float(v) for v in np.percentile(values, [percentile, 100 - percentile]))
     if high <= low:
         high = low + 1.0
@@ -242,7 +257,9 @@ def plot_reconstructions(estimator, X, *, image_shape=None, n_images=10, fig=Non
         A fitted estimator.
 
     X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        Data; the first ``n_images`` samples are drawn.
+        Data; the first ``n_images`` samples are drawn. Missing entries (NaN)
+        are drawn in salmon (:data:`MISSING_COLOR`) in the originals, or left
+        out of a profile; the reconstructions fill them.
 
     image_shape : tuple of int (height, width), default=None
         Shape of one sample as an image (row-major, as in ``X.reshape``). None
@@ -267,7 +284,9 @@ def plot_reconstructions(estimator, X, *, image_shape=None, n_images=10, fig=Non
     check_is_fitted(estimator)
     plt = _pyplot("plot_reconstructions")
     n_images = _check_positive_int(n_images, "n_images")
-    X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32])
+    # missing entries (NaN) are blank in the originals, filled in the reconstructions
+    X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                    ensure_all_finite="allow-nan")
     shape = _resolve_image_shape(image_shape, estimator.n_features_in_)
     X = X[:n_images]
     X = X.toarray() if sp.issparse(X) else X

@@ -158,6 +158,21 @@ def test_reconstructions_images(pyplot, fitted_vae, digits):
     assert "reconstructions" in fig.get_suptitle()
 
 
+def test_reconstructions_show_missing_values(pyplot, fitted_vae, digits):
+    X = digits[0][:2].copy()
+    X[0, :5] = np.nan
+    fig = plot_reconstructions(fitted_vae, X, n_images=2)
+    original = _images(fig.axes[0])[0]
+    assert original.get_array().mask.ravel()[:5].all()  # NaN: drawn in the "bad" colour
+    assert original.get_cmap().get_bad() == pytest.approx(
+        pyplot.matplotlib.colors.to_rgba(plotting.MISSING_COLOR))
+    assert original.get_clim() == (np.nanmin(X), np.nanmax(X))
+    reconstruction = _images(fig.axes[2])[0].get_array()
+    assert np.isfinite(reconstruction).all()
+    assert_allclose(reconstruction, fitted_vae.inverse_transform(
+        fitted_vae.transform(X[:1])).reshape(8, 8))
+
+
 def test_reconstructions_shapes_and_counts(pyplot, fitted_vae, digits):
     X = digits[0]
     fig = plot_reconstructions(fitted_vae, X[:3], n_images=10)  # fewer samples than asked
