@@ -1,6 +1,7 @@
 """Missing values: the masked likelihood, NaN through every method, and VAEImputer."""
 
 import math
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -344,3 +345,20 @@ def test_imputation_is_the_conditional_mean_of_the_model(holes):
         precision = np.eye(2) + W[o].T @ (W[o] / psi[o, None])
         z = np.linalg.solve(precision, W[o].T @ ((x[o] - b[o]) / psi[o]))
         assert_allclose(values[~o], W[~o] @ z + b[~o], atol=0.02)
+
+
+def test_models_with_holes_round_trip(holes, fitted_on_holes, imputer):
+    """Format 6 keeps the encoder's mask inputs; the imputer saves like its model."""
+    _, X_missing, _ = holes
+    loaded = pickle.loads(pickle.dumps(fitted_on_holes))
+    assert loaded.module_.missing_inputs
+    assert_array_equal(loaded.transform(X_missing), fitted_on_holes.transform(X_missing))
+    assert_array_equal(loaded.score_samples(X_missing), fitted_on_holes.score_samples(X_missing))
+    assert_array_equal(pickle.loads(pickle.dumps(imputer)).transform(X_missing),
+                       imputer.transform(X_missing))
+    sio = pytest.importorskip("skops.io")
+    blob = sio.dumps(imputer)
+    untrusted = sio.get_untrusted_types(data=blob)
+    assert all(name.startswith("skvae.") for name in untrusted), untrusted
+    assert_array_equal(sio.loads(blob, trusted=untrusted).transform(X_missing),
+                       imputer.transform(X_missing))
