@@ -35,6 +35,22 @@ def _bounded_log_variance(raw, bound=MAX_POSTERIOR_LOG_VARIANCE):
     return bound - nn.functional.softplus(bound - raw)
 
 
+def _shifted_bound(raw, bound=MAX_POSTERIOR_LOG_VARIANCE):
+    """``softplus(bound) - softplus(bound - raw)``: 0 at 0, ``raw`` below, under ``bound + 0.13``.
+
+    The log-variance residual of the product-of-experts encoder, added to the
+    experts' ``-log(precision) <= 0``.
+    """
+    if bound is None:
+        return raw
+    return nn.functional.softplus(torch.as_tensor(bound, dtype=raw.dtype)) \
+        - nn.functional.softplus(bound - raw)
+
+
+#: ``encoder_precision`` of an expert that adds nothing yet (softplus: 1e-4).
+_EMPTY_RAW_PRECISION = math.log(math.expm1(1e-4))
+
+
 def _unbounded_log_variance(log_var, bound=MAX_POSTERIOR_LOG_VARIANCE):
     """Inverse of :func:`_bounded_log_variance` (for ``log_var`` below the bound)."""
     if bound is None:
@@ -110,12 +126,20 @@ class VAEModule(nn.Module):
         Smooth upper bound of the posterior's log-variance; None for none (the
         networks of skvae before it, loaded from their files).
     missing_inputs : bool, default=False
-        The encoder's MLP also sees which entries are observed: its first
-        layer takes ``2 * n_features`` inputs, the values (0 where missing)
-        and the mask (1 where observed). Built for training data with missing
-        entries; a module without it encodes a row with missing entries from
-        its values alone, 0 (the training mean, in standardized units) in
-        their place.
+        An encoder for rows with missing entries, built for training data
+        that have them. Its linear path is a product of experts: each
+        observed feature j adds ``lambda_j`` (``softplus`` of the parameter
+        ``encoder_precision``) to the posterior's precision, ``1 + sum_j o_j
+        lambda_j``, and ``a_j (x_j - c_j)`` (``encoder_linear``,
+        ``encoder_offset``) to its natural mean, so the posterior narrows
+        with every entry observed and a missing entry contributes nothing,
+        whatever the pattern of holes (a complete row included). Started
+        from a linear Gaussian model it is that model's exact posterior for
+        a complete row and the diagonal of it for a row with holes. The MLP
+        residual also sees the mask (its first layer takes ``2 *
+        n_features`` inputs) and corrects mean and log-variance. A module
+        without it encodes a row with missing entries from its values alone,
+        0 (the training mean, in standardized units) in their place.
 
     Notes
     -----
@@ -147,6 +171,9 @@ class VAEModule(nn.Module):
         # in format 1 (which had no linear paths) keep their positions
         self.observation = LIKELIHOODS[likelihood](n_features, **(likelihood_options or {}))
         self.encoder_linear = nn.Linear(n_features, n_components, bias=False)
+        if self.missing_inputs:
+            self.encoder_precision = nn.Parameter(torch.empty(n_components, n_features))
+            self.encoder_offset = nn.Parameter(torch.empty(n_features))
         self.decoder_linear = nn.Linear(n_components, n_features, bias=False)
         self.register_buffer("input_low", torch.full((n_features,), -math.inf))
         self.register_buffer("input_high", torch.full((n_features,), math.inf))
@@ -166,6 +193,9 @@ class VAEModule(nn.Module):
                     nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
         with torch.no_grad():
             self.encoder_linear.weight.zero_()
+            if self.missing_inputs:  # no expert yet: the MLP residual does the work
+                self.encoder_precision.fill_(_EMPTY_RAW_PRECISION)
+                self.encoder_offset.zero_()
             self.decoder_linear.weight.zero_()
             self.input_low.fill_(-math.inf)
             self.input_high.fill_(math.inf)
@@ -250,11 +280,18 @@ class VAEModule(nn.Module):
             tensor.copy_(torch.as_tensor(value, dtype=torch.float64))
 
         with torch.no_grad():
-            put(self.encoder_linear.weight, encoder.T)
             self.encoder_head.weight.zero_()
-            put(self.encoder_head.bias[:k], -np.asarray(offset, dtype=np.float64) @ encoder)
-            put(self.encoder_head.bias[k:], _unbounded_log_variance(np.log(post_var),
-                                                                     self.max_log_variance))
+            if self.missing_inputs:  # the experts: precision W_jd^2 / psi_j, loading Wp
+                put(self.encoder_linear.weight, Wp.T)
+                put(self.encoder_precision, _inverse_softplus(torch.as_tensor(
+                    np.maximum(W * Wp, 1e-12).T)).numpy())
+                put(self.encoder_offset, offset)
+                self.encoder_head.bias.zero_()
+            else:
+                put(self.encoder_linear.weight, encoder.T)
+                put(self.encoder_head.bias[:k], -np.asarray(offset, dtype=np.float64) @ encoder)
+                put(self.encoder_head.bias[k:], _unbounded_log_variance(
+                    np.log(post_var), self.max_log_variance))
             put(self.decoder_linear.weight, W)
             self.decoder_head.weight.zero_()
             put(self.decoder_head.bias, offset)
@@ -271,11 +308,16 @@ class VAEModule(nn.Module):
         x = torch.clamp(x, self.input_low, self.input_high)
         if self.missing_inputs:
             mask = (torch.ones_like(x) if observed is None else observed.to(x.dtype))
-            h = self.encoder(torch.cat([x, mask], dim=-1))
+            mu, raw = self.encoder_head(self.encoder(torch.cat([x, mask], dim=-1))).chunk(2, -1)
+            # the product of experts of the observed features (see the class)
+            precision = 1.0 + mask @ nn.functional.softplus(self.encoder_precision).T
+            natural = self.encoder_linear((x - self.encoder_offset) * mask)
+            mu = mu + natural / precision
+            logvar = _shifted_bound(raw, self.max_log_variance) - torch.log(precision)
         else:
-            h = self.encoder(x)
-        mu, raw = self.encoder_head(h).chunk(2, dim=-1)
-        mu, logvar = mu + self.encoder_linear(x), _bounded_log_variance(raw, self.max_log_variance)
+            mu, raw = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
+            mu = mu + self.encoder_linear(x)
+            logvar = _bounded_log_variance(raw, self.max_log_variance)
         if observed is not None:
             # a row with nothing observed has the prior as its exact posterior
             # (code 0, ELBO 0): no encoder output stands in for it

@@ -140,7 +140,17 @@ def _write_encoder(w, x, estimator, output):
     k = module.n_components  # the head gives (mu, logvar): keep the mu rows only
     h = w.node("Gemm", [h, w.constant("W_mu", weight[:k]), w.constant("B_mu", bias[:k])],
                transB=1)
-    linear = w.node("MatMul", [x, w.constant("W_linear", _weights(module.encoder_linear)[0].T)])
+    loading = _weights(module.encoder_linear)[0].T
+    if module.missing_inputs:  # the product of experts of the observed features
+        experts = nn.functional.softplus(module.encoder_precision.detach()).cpu().numpy()
+        precision = w.node("Add", [w.constant("one", 1.0), w.node(
+            "MatMul", [observed, w.constant("experts", experts.T.astype(np.float32))])])
+        offset = module.encoder_offset.detach().cpu().numpy()
+        centred = w.node("Mul", [w.node("Sub", [x, w.constant("offset", offset)]), observed])
+        natural = w.node("MatMul", [centred, w.constant("W_linear", loading)])
+        linear = w.node("Div", [natural, precision])
+    else:
+        linear = w.node("MatMul", [x, w.constant("W_linear", loading)])
     mu = w.node("Add", [h, linear])
     # a row with nothing observed has the prior as its posterior: code 0
     counts = w.node("MatMul", [observed, w.constant(

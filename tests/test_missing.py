@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy.stats import multivariate_normal
 from sklearn.decomposition import FactorAnalysis
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -362,3 +363,33 @@ def test_models_with_holes_round_trip(holes, fitted_on_holes, imputer):
     assert all(name.startswith("skvae.") for name in untrusted), untrusted
     assert_array_equal(sio.loads(blob, trusted=untrusted).transform(X_missing),
                        imputer.transform(X_missing))
+
+
+def test_product_of_experts_start_is_the_linear_posterior(holes):
+    """Started from a linear Gaussian model, the encoder for data with holes gives a
+    complete row the model's exact posterior (the IWAE bound is the exact
+    log-likelihood), and narrows the posterior with every entry observed."""
+    X, X_missing, mask = holes
+    start = dict(hidden_layer_sizes=(16,), max_epochs=1, learning_rate=1e-12,
+                 early_stopping=False, random_state=0, init="factor_analysis")
+    vae = VAETransformer(2, **start).fit(X_missing)
+    module = vae.module_
+    W = module.decoder_linear.weight.detach().double().numpy()
+    b = module.decoder_head.bias.detach().double().numpy()
+    psi = module.observation.log_variance().detach().double().exp().numpy()
+    # complete training rows (a value outside the observed range would be clipped)
+    complete = X[~mask.any(axis=1)][:50]
+    x = (complete - vae.mean_) / vae.scale_
+    cov = W @ W.T + np.diag(psi)
+    exact = multivariate_normal(b, cov).logpdf(x) - np.log(vae.scale_).sum()
+    module.observation.outlier_weight = 0.0  # the linear Gaussian model itself
+    assert_allclose(vae.score_samples(complete, n_importance_samples=10), exact, atol=1e-3)
+    # each observed entry narrows the posterior
+    with torch.no_grad():
+        row = torch.as_tensor(x[:1], dtype=torch.float32).repeat(3, 1)
+        observed = torch.ones(3, x.shape[1], dtype=torch.bool)
+        observed[1, :4] = False
+        observed[2, :] = False
+        observed[2, 0] = True
+        _, logvar = module.encode(row, observed)
+    assert (logvar[0] < logvar[1]).all() and (logvar[1] < logvar[2]).all()
