@@ -6,7 +6,8 @@ a fitted ``VAETransformer`` alone or as a step of a scikit-learn ``Pipeline``,
 next to any step that skl2onnx supports (``StandardScaler``, ``LogisticRegression``,
 ...). The graph computes :meth:`~skvae.VAETransformer.transform`, the posterior
 means, with skvae's standardization folded in, in float32 with a dynamic batch
-axis; missing entries (NaN) are handled as ``transform`` handles them. :func:`to_onnx_decoder` exports :meth:`~skvae.VAETransformer.inverse_transform`
+axis; missing entries (NaN) are handled as ``transform`` handles them.
+:func:`to_onnx_decoder` exports :meth:`~skvae.VAETransformer.inverse_transform`
 as a model of its own.
 
 The graph is written directly from the fitted weights, one ``Gemm`` (matrix
