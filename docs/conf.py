@@ -17,6 +17,7 @@ from pathlib import Path
 # sklearn.model_selection.HalvingRandomSearchCV raises ImportError until this
 # import has run (the halving example does it itself, but after the resolution)
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 
 import skvae
 
