@@ -3,10 +3,12 @@
 The VAE (:class:`~skvae.VAETransformer`) is fitted to the observed entries only:
 the likelihood of a row is that of its observed features. A missing entry is
 filled with its conditional mean given the row's observed entries, estimated by
-self-normalised importance sampling with the encoder, widened, as proposal
-(Mattei & Frellsen, "MIWAE", ICML 2019): with ``z_k ~ q(z | x_obs)`` and weights
-``w_k`` proportional to ``p(x_obs | z_k) p(z_k) / q(z_k | x_obs)``,
-``E[x_mis | x_obs] ~ sum_k w_k E[x_mis | z_k]``. With ``sample_posterior=True``
+self-normalised importance sampling (Mattei & Frellsen, "MIWAE", ICML 2019):
+with ``z_k ~ r(z)`` and weights ``w_k`` proportional to
+``p(x_obs | z_k) p(z_k) / r(z_k)``, ``E[x_mis | x_obs] ~ sum_k w_k E[x_mis | z_k]``.
+The proposal ``r`` mixes the encoder's posterior and, for the Gaussian
+likelihood, the full-covariance posterior of the decoder's linear part, both
+widened, with the prior; a second round adapts to the first's weighted draws. With ``sample_posterior=True``
 one ``z_k`` is drawn by those weights (sampling importance resampling) and the
 missing entries from ``p(x_mis | z_k)``: a draw from the posterior predictive,
 for multiple imputation.
@@ -69,42 +71,93 @@ _VAE_PARAMS = (
 )
 
 
-class _Proposal:
-    """An importance sampler's proposal over z: a Gaussian, widened, mixed with the prior.
+class _Gaussian:
+    """A Gaussian over z per row: ``mu`` (n, 1, k) and a diagonal ``std`` (n, 1, k)
+    or a lower-triangular ``tril`` (n, 1, k, k), the square root of its covariance."""
 
-    ``mu`` and ``std`` of shape (n, 1, k). The Gaussian's standard deviations
-    are :data:`PROPOSAL_WIDTH` times ``std``, and a share
-    :data:`PRIOR_SHARE` of the draws comes from the prior N(0, I) instead
-    (defensive importance sampling: bounded weights).
-    """
-
-    def __init__(self, mu, std):
-        self.mu, self.std = mu, std * PROPOSAL_WIDTH
+    def __init__(self, mu, std=None, tril=None):
+        self.mu, self.std, self.tril = mu, std, tril
 
     @classmethod
     def fit(cls, z, weights):
-        """The proposal of the weighted draws' mean and standard deviations.
+        """The diagonal Gaussian of the weighted draws' mean and standard deviations.
 
         ``z`` of shape (n, K, k) and normalised ``weights`` of shape (n, K):
-        adaptive importance sampling, which corrects an encoder whose
-        posterior is off for a row (a pattern of holes it rarely saw).
+        adaptive importance sampling, which corrects a proposal that is off
+        for a row (a pattern of holes the encoder rarely saw).
         """
         w = weights.unsqueeze(-1)
         mu = (w * z).sum(1, keepdim=True)
         std = (w * (z - mu).square()).sum(1, keepdim=True).sqrt()
-        return cls(mu, std.clamp_min(MIN_PROPOSAL_STD))
+        return cls(mu, std=std.clamp_min(MIN_PROPOSAL_STD))
+
+    @classmethod
+    def linear_posterior(cls, module, x, observed):
+        """The posterior of the decoder's linear Gaussian part given the observed entries.
+
+        ``x = W z + b + noise``, with ``W`` the decoder's linear path, ``b``
+        the decoder's output at ``z = 0`` and the likelihood's variances:
+        ``N(m, S)`` with ``S^-1 = I + W' diag(o / psi) W``, exact where the
+        decoder is linear (the linear start), and with the correlations
+        between latent dimensions that a diagonal encoder lacks.
+        """
+        W = module.decoder_linear.weight                                       # (d, k)
+        k = W.shape[1]
+        b = module.decode(torch.zeros(1, k, dtype=x.dtype, device=x.device))[0]
+        a = observed.to(x.dtype) * torch.exp(-module.observation.log_variance())  # (n, d)
+        precision = torch.eye(k, dtype=x.dtype, device=x.device) + torch.einsum(
+            "nd,dk,dl->nkl", a, W, W)
+        root = torch.linalg.cholesky(precision)
+        mu = torch.cholesky_solve((((x - b) * a) @ W).unsqueeze(-1), root)[..., 0]
+        tril = torch.linalg.cholesky(torch.cholesky_inverse(root))
+        return cls(mu.unsqueeze(1), tril=tril.unsqueeze(1))
+
+    def sample(self, eps):
+        if self.tril is None:
+            return self.mu + self.std * eps
+        return self.mu + (self.tril @ eps.unsqueeze(-1))[..., 0]
+
+    def log_density(self, z):
+        if self.tril is None:
+            return (standard_normal_log_density((z - self.mu) / self.std)
+                    - torch.log(self.std).sum(-1))
+        u = torch.linalg.solve_triangular(self.tril, (z - self.mu).unsqueeze(-1), upper=False)
+        return (standard_normal_log_density(u[..., 0])
+                - torch.log(torch.diagonal(self.tril, dim1=-2, dim2=-1)).sum(-1))
+
+    def widened(self):
+        """The same Gaussian, :data:`PROPOSAL_WIDTH` times wider."""
+        if self.tril is None:
+            return _Gaussian(self.mu, std=self.std * PROPOSAL_WIDTH)
+        return _Gaussian(self.mu, tril=self.tril * PROPOSAL_WIDTH)
+
+
+class _Proposal:
+    """An importance sampler's proposal over z: Gaussians, widened, mixed with the prior.
+
+    The draws are shared evenly among the Gaussians (each
+    :data:`PROPOSAL_WIDTH` times wider than given), except a share
+    :data:`PRIOR_SHARE` from the prior N(0, I) (defensive importance
+    sampling: bounded weights); each draw is weighted against the mixture.
+    """
+
+    def __init__(self, *gaussians):
+        self.gaussians = [g.widened() for g in gaussians]
 
     def draws(self, module, x, observed, eps):
         """Draws of z for standard normal ``eps`` (n, K, k), their decoder outputs
-        and ``log p(x_obs, z)``, each with K along axis 1.
-
-        The first ``round((1 - PRIOR_SHARE) K)`` draws are the Gaussian's, the
-        others the prior's (``eps`` itself).
-        """
-        K = eps.shape[1]
-        self.share = 1.0 - max(1, round((1 - PRIOR_SHARE) * K)) / K
-        from_prior = torch.arange(K, device=x.device) >= K - round(self.share * K)
-        z = torch.where(from_prior[:, None], eps, self.mu + self.std * eps)
+        and ``log p(x_obs, z)``, each with K along axis 1."""
+        K, C = eps.shape[1], len(self.gaussians)
+        n_prior = K - max(C, round((1 - PRIOR_SHARE) * K)) if K > C else 0
+        # which component each draw position comes from; C is the prior
+        which = torch.cat([torch.arange(C).repeat_interleave(
+            torch.tensor([len(part) for part in torch.arange(K - n_prior).chunk(C)])),
+            torch.full((n_prior,), C)]).to(x.device)
+        self.shares = torch.bincount(which, minlength=C + 1).double().cpu() / K
+        z = eps.clone()  # the prior's draws are eps itself
+        for c, gaussian in enumerate(self.gaussians):
+            chosen = which == c
+            z[:, chosen] = gaussian.sample(eps[:, chosen])
         out = module.decode(z)
         log_joint = (module.observation.log_prob(x.unsqueeze(1), out, observed)
                      + standard_normal_log_density(z))
@@ -112,12 +165,12 @@ class _Proposal:
 
     def log_density(self, z):
         """log of the density the draws came from, at ``z`` (n, K, k)."""
-        log_q = (standard_normal_log_density((z - self.mu) / self.std)
-                 - torch.log(self.std).sum(-1))
-        if self.share == 0:
-            return log_q
-        return torch.logaddexp(log_q + math.log(1 - self.share),
-                               standard_normal_log_density(z) + math.log(self.share))
+        parts = [gaussian.log_density(z) + math.log(share)
+                 for gaussian, share in zip(self.gaussians, self.shares[:-1].tolist())
+                 if share > 0]
+        if self.shares[-1] > 0:
+            parts.append(standard_normal_log_density(z) + math.log(float(self.shares[-1])))
+        return torch.logsumexp(torch.stack(parts), dim=0)
 
 
 def _is_nan(value):
@@ -399,14 +452,19 @@ validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
                 eps = torch.randn(x.shape[0], K, module.n_components, generator=generator,
                                   dtype=x.dtype, device=x.device)
             mu, logvar = module.encode(x, observed)
-            first = _Proposal(mu.unsqueeze(1), torch.exp(0.5 * logvar).unsqueeze(1))
+            encoder = _Gaussian(mu.unsqueeze(1), std=torch.exp(0.5 * logvar).unsqueeze(1))
+            if module.observation.supports_linear_start:
+                first = _Proposal(encoder, _Gaussian.linear_posterior(module, x, observed))
+            else:
+                first = _Proposal(encoder)
             if K < 2 * MIN_ROUND_DRAWS:
                 z, out, log_joint = first.draws(module, x, observed, eps)
                 log_w = log_joint - first.log_density(z)
             else:  # a second round from the first round's weighted moments
                 half = K // 2
                 z1, out1, joint1 = first.draws(module, x, observed, eps[:, :half])
-                second = _Proposal.fit(z1, torch.softmax(joint1 - first.log_density(z1), dim=1))
+                second = _Proposal(_Gaussian.fit(
+                    z1, torch.softmax(joint1 - first.log_density(z1), dim=1)))
                 z2, out2, joint2 = second.draws(module, x, observed, eps[:, half:])
                 z, out = torch.cat([z1, z2], dim=1), torch.cat([out1, out2], dim=1)
                 # all draws weighted against the mixture of the two proposals
