@@ -35,20 +35,21 @@ def _bounded_log_variance(raw, bound=MAX_POSTERIOR_LOG_VARIANCE):
     return bound - nn.functional.softplus(bound - raw)
 
 
-def _shifted_bound(raw, bound=MAX_POSTERIOR_LOG_VARIANCE):
-    """``softplus(bound) - softplus(bound - raw)``: 0 at 0, ``raw`` below, under ``bound + 0.13``.
+def _soft_cap(log_var, bound=MAX_POSTERIOR_LOG_VARIANCE):
+    """``log_var`` where it is below 0, ``bound * tanh(log_var / bound)`` above.
 
-    The log-variance residual of the product-of-experts encoder, added to the
-    experts' ``-log(precision) <= 0``.
+    Never above ``bound``, and the identity on log-variances below the prior's
+    (0), which the product-of-experts encoder's linear path always gives: a
+    start from a linear model keeps its exact posterior. Smooth (continuous
+    slope) at 0.
     """
     if bound is None:
-        return raw
-    return nn.functional.softplus(torch.as_tensor(bound, dtype=raw.dtype)) \
-        - nn.functional.softplus(bound - raw)
+        return log_var
+    return torch.where(log_var < 0, log_var, bound * torch.tanh(log_var / bound))
 
 
-#: ``encoder_precision`` of an expert that adds nothing yet (softplus: 1e-4).
-_EMPTY_RAW_PRECISION = math.log(math.expm1(1e-4))
+#: ``encoder_precision`` of an expert that adds nothing yet: a precision of 1e-4.
+_EMPTY_LOG_PRECISION = math.log(1e-4)
 
 
 def _unbounded_log_variance(log_var, bound=MAX_POSTERIOR_LOG_VARIANCE):
@@ -128,9 +129,9 @@ class VAEModule(nn.Module):
     missing_inputs : bool, default=False
         An encoder for rows with missing entries, built for training data
         that have them. Its linear path is a product of experts: each
-        observed feature j adds ``lambda_j`` (``softplus`` of the parameter
-        ``encoder_precision``) to the posterior's precision, ``1 + sum_j o_j
-        lambda_j``, and ``a_j (x_j - c_j)`` (``encoder_linear``,
+        observed feature j adds ``lambda_j`` (``exp`` of the parameter
+        ``encoder_precision``, so that it learns relative steps) to the
+        posterior's precision, ``1 + sum_j o_j lambda_j``, and ``a_j (x_j - c_j)`` (``encoder_linear``,
         ``encoder_offset``) to its natural mean, so the posterior narrows
         with every entry observed and a missing entry contributes nothing,
         whatever the pattern of holes (a complete row included). Started
@@ -194,7 +195,7 @@ class VAEModule(nn.Module):
         with torch.no_grad():
             self.encoder_linear.weight.zero_()
             if self.missing_inputs:  # no expert yet: the MLP residual does the work
-                self.encoder_precision.fill_(_EMPTY_RAW_PRECISION)
+                self.encoder_precision.fill_(_EMPTY_LOG_PRECISION)
                 self.encoder_offset.zero_()
             self.decoder_linear.weight.zero_()
             self.input_low.fill_(-math.inf)
@@ -283,8 +284,7 @@ class VAEModule(nn.Module):
             self.encoder_head.weight.zero_()
             if self.missing_inputs:  # the experts: precision W_jd^2 / psi_j, loading Wp
                 put(self.encoder_linear.weight, Wp.T)
-                put(self.encoder_precision, _inverse_softplus(torch.as_tensor(
-                    np.maximum(W * Wp, 1e-12).T)).numpy())
+                put(self.encoder_precision, np.log(np.maximum(W * Wp, 1e-12)).T)
                 put(self.encoder_offset, offset)
                 self.encoder_head.bias.zero_()
             else:
@@ -310,10 +310,10 @@ class VAEModule(nn.Module):
             mask = (torch.ones_like(x) if observed is None else observed.to(x.dtype))
             mu, raw = self.encoder_head(self.encoder(torch.cat([x, mask], dim=-1))).chunk(2, -1)
             # the product of experts of the observed features (see the class)
-            precision = 1.0 + mask @ nn.functional.softplus(self.encoder_precision).T
+            precision = 1.0 + mask @ torch.exp(self.encoder_precision).T
             natural = self.encoder_linear((x - self.encoder_offset) * mask)
             mu = mu + natural / precision
-            logvar = _shifted_bound(raw, self.max_log_variance) - torch.log(precision)
+            logvar = _soft_cap(raw - torch.log(precision), self.max_log_variance)
         else:
             mu, raw = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
             mu = mu + self.encoder_linear(x)

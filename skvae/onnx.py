@@ -143,7 +143,7 @@ def _write_encoder(w, x, estimator, output):
                transB=1)
     loading = _weights(module.encoder_linear)[0].T
     if module.missing_inputs:  # the product of experts of the observed features
-        experts = nn.functional.softplus(module.encoder_precision.detach()).cpu().numpy()
+        experts = module.encoder_precision.detach().exp().cpu().numpy()
         precision = w.node("Add", [w.constant("one", 1.0), w.node(
             "MatMul", [observed, w.constant("experts", experts.T.astype(np.float32))])])
         offset = module.encoder_offset.detach().cpu().numpy()
