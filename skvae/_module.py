@@ -131,8 +131,9 @@ class VAEModule(nn.Module):
         that have them. Its linear path is a product of experts: each
         observed feature j adds ``lambda_j`` (``exp`` of the parameter
         ``encoder_precision``, so that it learns relative steps) to the
-        posterior's precision, ``1 + sum_j o_j lambda_j``, and ``a_j (x_j - c_j)`` (``encoder_linear``,
-        ``encoder_offset``) to its natural mean, so the posterior narrows
+        posterior's precision, ``1 + sum_j o_j lambda_j``, and
+        ``a_j (x_j - c_j)`` (``encoder_linear``, ``encoder_offset``) to its
+        natural mean, so the posterior narrows
         with every entry observed and a missing entry contributes nothing,
         whatever the pattern of holes (a complete row included). Started
         from a linear Gaussian model it is that model's exact posterior for
