@@ -393,3 +393,22 @@ def test_product_of_experts_start_is_the_linear_posterior(holes):
         observed[2, 0] = True
         _, logvar = module.encode(row, observed)
     assert (logvar[0] < logvar[1]).all() and (logvar[1] < logvar[2]).all()
+
+
+def test_a_pattern_of_holes_never_seen_in_training(holes, imputer):
+    """Rows missing the features that no training row missed, or nearly all of
+    their entries, get finite codes, scores and fills from the observed ones."""
+    X, X_missing, _ = holes
+    rows = X[:4].copy()
+    rows[0, :4] = np.nan          # half of the row
+    rows[1, 1:] = np.nan          # one entry observed
+    rows[2, ::2] = np.nan
+    rows[3] = np.nan
+    vae = imputer.estimator_
+    for out in (vae.transform(rows), vae.score_samples(rows), imputer.transform(rows)):
+        assert np.isfinite(out).all()
+    filled = imputer.transform(rows)
+    observed = ~np.isnan(rows)
+    assert_array_equal(filled[observed], rows[observed])
+    # with nothing observed, the fill is the model's marginal mean, near the data's
+    assert np.abs(filled[3] - np.nanmean(X_missing, axis=0)).max() < 0.5 * X.std(axis=0).max()
