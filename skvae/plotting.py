@@ -258,7 +258,7 @@ def plot_reconstructions(estimator, X, *, image_shape=None, n_images=10, fig=Non
 
     X : {array-like, sparse matrix} of shape (n_samples, n_features)
         Data; the first ``n_images`` samples are drawn. Missing entries (NaN)
-        are drawn in salmon (:data:`MISSING_COLOR`) in the originals, or left
+        are drawn in salmon (``skvae.plotting.MISSING_COLOR``) in the originals, or left
         out of a profile; the reconstructions fill them.
 
     image_shape : tuple of int (height, width), default=None
