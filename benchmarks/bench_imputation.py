@@ -88,7 +88,6 @@ as one fit alone.
 import argparse
 import json
 import os
-import platform
 import time
 import warnings
 
@@ -107,30 +106,18 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+# this folder is on sys.path when run as a script
+from bench_quality import _cpu_model, _embed, _linear_gaussian
+
 #: missForest-like settings (see the module docstring)
 FOREST_TREES, FOREST_ROUNDS = 10, 5
 #: Rounds of the BayesianRidge IterativeImputer
 ITERATIVE_ROUNDS = 20
 
 
-def _embed(X, dim, noise, seed):
-    """Embed low-dimensional points linearly in ``dim`` dimensions, plus noise."""
-    rng = np.random.RandomState(seed)
-    basis, _ = np.linalg.qr(rng.randn(dim, X.shape[1]))
-    return X @ basis.T + noise * rng.randn(X.shape[0], dim)
-
-
 def _s_curve():
     X, _ = datasets.make_s_curve(1500, random_state=0)
     return _embed(X, 30, 0.05, seed=2)
-
-
-def _linear_gaussian():
-    """500 rows from a factor-analysis model: 3 factors, 20 features, unequal noise."""
-    rng = np.random.RandomState(3)
-    W = rng.randn(3, 20)
-    noise = rng.uniform(0.1, 1.0, size=20)
-    return rng.randn(500, 3) @ W + rng.randn(500, 20) * noise
 
 
 def _nonlinear_factors():
@@ -511,17 +498,6 @@ def report_downstream(chosen, results):
                  "seconds of one fold's fit over both data sets.")
     lines += [f"- error: {e}" for e in errors[:20]]
     return "\n".join(lines)
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _split(value, allowed, what):

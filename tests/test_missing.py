@@ -50,6 +50,16 @@ def _module(likelihood, d=6, k=2, missing_inputs=False, seed=0):
     return module.double()
 
 
+def _linear_gaussian_of(module):
+    """``(W, b, psi)`` of a module whose decoder is linear: ``x = W z + b + noise``."""
+    k = module.n_components
+    with torch.no_grad():
+        out = module.decode(torch.cat([torch.zeros(1, k), torch.eye(k)]))
+        psi = module.observation.log_variance().exp()
+    out = out.double().numpy()
+    return (out[1:] - out[0]).T, out[0], psi.double().numpy()
+
+
 # ------------------------------------------------------------ the likelihood
 
 
@@ -335,9 +345,7 @@ def test_imputation_is_the_conditional_mean_of_the_model(holes):
     vae = imp.estimator_
     module = vae.module_
     module.observation.outlier_weight = 0.0
-    W = (module.decoder_head.weight + module.decoder_linear.weight).detach().double().numpy()
-    b = module.decoder_head.bias.detach().double().numpy()
-    psi = module.observation.log_variance().detach().double().exp().numpy()
+    W, b, psi = _linear_gaussian_of(module)
     rows = np.flatnonzero(mask.any(axis=1))[:20]
     filled = (imp.transform(X_missing[rows]) - vae.mean_) / vae.scale_
     for row, values in zip(rows, filled):
@@ -374,9 +382,7 @@ def test_product_of_experts_start_is_the_linear_posterior(holes):
                  early_stopping=False, random_state=0, init="factor_analysis")
     vae = VAETransformer(2, **start).fit(X_missing)
     module = vae.module_
-    W = module.decoder_linear.weight.detach().double().numpy()
-    b = module.decoder_head.bias.detach().double().numpy()
-    psi = module.observation.log_variance().detach().double().exp().numpy()
+    W, b, psi = _linear_gaussian_of(module)
     # complete training rows (a value outside the observed range would be clipped)
     complete = X[~mask.any(axis=1)][:50]
     x = (complete - vae.mean_) / vae.scale_
