@@ -133,9 +133,9 @@ class VAEModule(nn.Module):
         ``encoder_precision``, so that it learns relative steps) to the
         posterior's precision, ``1 + sum_j o_j lambda_j``, and
         ``a_j (x_j - c_j)`` (``encoder_linear``, ``encoder_offset``) to its
-        natural mean, so the posterior narrows
-        with every entry observed and a missing entry contributes nothing,
-        whatever the pattern of holes (a complete row included). Started
+        natural mean, so the posterior narrows with every entry observed and
+        a missing entry contributes nothing, whatever the pattern of holes (a
+        complete row included). Started
         from a linear Gaussian model it is that model's exact posterior for
         a complete row and the diagonal of it for a row with holes. The MLP
         residual also sees the mask (its first layer takes ``2 *
@@ -246,10 +246,12 @@ class VAEModule(nn.Module):
         exact posterior, so the ELBO's expectation and the importance-weighted
         bound equal the linear model's log-likelihood. The latent axes are
         rotated (which leaves the model unchanged) so that the posterior
-        covariance is diagonal, as the encoder's is. The last layers of the
-        nonlinear residuals are zeroed: their hidden layers keep the random
-        weights of :meth:`reset_parameters` and start learning once the heads
-        move.
+        covariance is diagonal, as the encoder's is (with ``missing_inputs``
+        the experts get precisions ``W_jd**2 / psi_j`` and loadings
+        ``W_jd / psi_j``: the exact posterior of a complete row, its diagonal
+        for a row with holes). The last layers of the nonlinear residuals are
+        zeroed: their hidden layers keep the random weights of
+        :meth:`reset_parameters` and start learning once the heads move.
 
         Parameters
         ----------
