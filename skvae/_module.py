@@ -73,6 +73,16 @@ def split_missing(x):
     missing = torch.isnan(x)
     if not bool(missing.any()):
         return x, None
+    return fill_missing(x, missing)
+
+
+def fill_missing(x, missing=None):
+    """``(x with 0 where missing, the mask of observed entries)``, with no check.
+
+    For callers that know the data have holes (the training net, once per
+    fit); :func:`split_missing` decides by looking.
+    """
+    missing = torch.isnan(x) if missing is None else missing
     return x.masked_fill(missing, 0.0), ~missing
 
 

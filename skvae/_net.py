@@ -27,7 +27,7 @@ from skorch.utils import TeeGenerator
 
 from ._data import batch_rows
 from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
-from ._module import split_missing
+from ._module import fill_missing, split_missing
 
 #: The skorch methods that VAENet overrides and skorch's training loop calls, with
 #: the signatures skvae relies on. All are public; tests/test_net.py compares them
@@ -395,10 +395,7 @@ class VAENet(NeuralNet):
 
     def _split(self, x):
         """``(x with 0 for its missing entries, mask of the observed ones or None)``."""
-        if not self.missing:
-            return x, None
-        missing = torch.isnan(x)
-        return x.masked_fill(missing, 0.0), ~missing
+        return fill_missing(x) if self.missing else (x, None)
 
     def _validation_noise(self, x):
         """``valid_noise(x, 1)[:, 0]``, computed once per validation batch of a fit.

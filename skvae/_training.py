@@ -313,7 +313,7 @@ def train(params, X, *, epochs, incremental, device, previous=None):
                     # of variables of standardization adds sum(log(scale)) over a
                     # row's observed features (0 for bernoulli); scale is fixed at
                     # the first fit, so all calls share these units
-                    loss_offset=float(np.mean(observed_log_scale(X, scale))))
+                    loss_offset=float(np.mean(observed_log_scale(X, scale, missing))))
     net.initialize()
     if previous is not None:
         # Adam's moments from the last call, each group at this call's rate
@@ -414,16 +414,17 @@ def hidden_sizes(hidden_layer_sizes):
     return tuple(hidden_layer_sizes)
 
 
-def observed_log_scale(X, scale):
+def observed_log_scale(X, scale, missing=None):
     """Sum of ``log(scale)`` over each row's observed features.
 
     The change of variables from the standardized data the module scores to
     the units of X; a missing entry (NaN) has no density, and no term. A
     float when X has no missing entry (the same for every row), an array of
-    shape (n_samples,) otherwise.
+    shape (n_samples,) otherwise. ``missing``: :func:`has_missing` of X, when
+    the caller knows it.
     """
     log_scale = np.log(np.asarray(scale, dtype=np.float64))
-    if not has_missing(X):
+    if not (has_missing(X) if missing is None else missing):
         return float(log_scale.sum())
     return (~np.isnan(X)) @ log_scale
 
