@@ -284,8 +284,9 @@ def _format_4_attributes(state):
     if "max_epochs" in state and "max_epochs_" not in state:
         state["max_epochs_"] = resolve_max_epochs(state["max_epochs"], n_rows, batch_size)
     if "n_iter_no_change" in state:
-        state["n_iter_no_change_"] = resolve_n_iter_no_change(state["n_iter_no_change"],
-                                                              n_rows, batch_size)
+        # the rule these formats were trained with: no upper bound in epochs
+        state["n_iter_no_change_"] = resolve_n_iter_no_change(
+            state["n_iter_no_change"], n_rows, batch_size, max_patience=None)
 
 
 # ------------------------------------------------------------------- history

@@ -124,9 +124,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     n_iter_no_change : int or "auto", default="auto"
         Patience of early stopping, in epochs. ``"auto"``: 500 optimizer
-        steps, and at least 20 epochs, so that small data sets (a few steps
-        per epoch) are not stopped by the noise of their first epochs;
-        resolved at fit as ``n_iter_no_change_``.
+        steps, at least 20 epochs, so that small data sets (a few steps per
+        epoch) are not stopped by the noise of their first epochs, and at
+        most 40 epochs, so that they do not wait hundreds of passes over the
+        same rows either; resolved at fit as ``n_iter_no_change_``.
 
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or

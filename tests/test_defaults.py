@@ -18,7 +18,8 @@ from skvae._init import linear_gaussian_model
 from skvae._likelihoods import VARIANCE_LR_FACTOR
 from skvae._losses import elbo, iwae_bound
 from skvae._module import VAEModule
-from skvae._training import (AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE, AUTO_PATIENCE_STEPS, AUTO_STEPS,
+from skvae._training import (AUTO_MAX_PATIENCE, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE,
+                             AUTO_PATIENCE_STEPS, AUTO_STEPS,
                              resolve_max_epochs, resolve_n_iter_no_change)
 
 
@@ -120,9 +121,10 @@ def test_fewer_rows_than_components_start_at_random():
 
 
 @pytest.mark.parametrize("n_rows, batch_size, epochs, patience", [
-    (150, 128, AUTO_STEPS // 2, AUTO_PATIENCE_STEPS // 2),     # 2 steps an epoch
+    (150, 128, AUTO_STEPS // 2, AUTO_MAX_PATIENCE),            # 2 steps an epoch
+    (2_560, 128, AUTO_STEPS // 20, AUTO_PATIENCE_STEPS // 20),  # 20 steps: 500 steps
     (60_000, 128, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE),         # 469 steps: the minimums
-    (1_000, 1_000, AUTO_STEPS, AUTO_PATIENCE_STEPS),           # full batch: 1 step
+    (1_000, 1_000, AUTO_STEPS, AUTO_MAX_PATIENCE),             # full batch: 1 step
 ])
 def test_auto_budget_counts_optimizer_steps(n_rows, batch_size, epochs, patience):
     assert resolve_max_epochs("auto", n_rows, batch_size) == epochs
@@ -131,13 +133,21 @@ def test_auto_budget_counts_optimizer_steps(n_rows, batch_size, epochs, patience
     assert resolve_n_iter_no_change(7, n_rows, batch_size) == 7
 
 
+def test_auto_patience_without_upper_bound_is_the_step_count():
+    """The rule models saved before format 5 were trained with (see _persistence)."""
+    assert resolve_n_iter_no_change("auto", 150, 128, max_patience=None) == \
+        AUTO_PATIENCE_STEPS // 2
+    assert resolve_n_iter_no_change("auto", 60_000, 128, max_patience=None) == \
+        AUTO_MIN_PATIENCE
+
+
 def test_resolved_auto_values_are_public_fitted_attributes(stop_after):
     """As PCA's n_components_: what "auto" became, without reading a private attribute."""
     X = np.random.RandomState(0).randn(150, 4)  # 135 training rows: 2 steps an epoch
     vae = VAETransformer(1, hidden_layer_sizes=(4,), max_epochs="auto", random_state=0)
     vae.set_params(callbacks=[stop_after(2)]).fit(X)
     assert vae.max_epochs_ == AUTO_STEPS // 2
-    assert vae.n_iter_no_change_ == AUTO_PATIENCE_STEPS // 2
+    assert vae.n_iter_no_change_ == AUTO_MAX_PATIENCE
     vae.set_params(max_epochs=3, n_iter_no_change=4, callbacks=None).fit(X)
     assert (vae.max_epochs_, vae.n_iter_no_change_) == (3, 4)
     vae.partial_fit(X)  # one epoch, on all the rows

@@ -322,7 +322,8 @@ def test_format_3_optimizer_state_is_split_into_the_variance_group():
 def test_format_4_state_loads_with_public_resolved_values(stop_after):
     """Format 4 kept the budget privately, not the patience, and the scoring noise's
     seed beside the model's. Format 5 derives all three: the same model, the same
-    scores, and the public attributes a format 5 fit has."""
+    scores, and the public attributes a format 5 fit has (the patience by the rule
+    of their time)."""
     X = np.random.RandomState(0).randn(150, 5)  # 135 training rows: 2 steps an epoch
     est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs="auto", random_state=0)
     est.set_params(callbacks=[stop_after(3)]).fit(X).set_params(callbacks=None)
@@ -334,9 +335,9 @@ def test_format_4_state_loads_with_public_resolved_values(stop_after):
     loaded = VAETransformer.__new__(VAETransformer)
     loaded.__setstate__(state)
     assert not hasattr(loaded, "_noise_seed") and not hasattr(loaded, "_budget_epochs")
-    assert (loaded.max_epochs_, loaded.n_iter_no_change_) == (est.max_epochs_,
-                                                              est.n_iter_no_change_)
-    assert est.max_epochs_ == skvae._training.AUTO_STEPS // 2
+    assert loaded.max_epochs_ == est.max_epochs_ == skvae._training.AUTO_STEPS // 2
+    # the patience those files were trained with: 500 steps, no upper bound in epochs
+    assert loaded.n_iter_no_change_ == skvae._training.AUTO_PATIENCE_STEPS // 2
     assert_array_equal(loaded.score_samples(X, n_importance_samples=3),
                        est.score_samples(X, n_importance_samples=3))
 
