@@ -211,6 +211,10 @@ class VAENet(NeuralNet):
     n_iter_no_change : int or None, default=None
         Patience of early stopping in epochs (:class:`WarmupEarlyStopping`,
         which needs a validation split); None: no early stopping.
+    start_patience : int or None, default=None
+        Patience while no epoch has improved on the weights training started
+        from (``start_patience`` of :class:`WarmupEarlyStopping`); None: the
+        same as ``n_iter_no_change``.
     noise_generator : torch.Generator
         Source of the reparameterisation noise, on the training device.
     valid_noise : callable
@@ -233,13 +237,14 @@ class VAENet(NeuralNet):
     """
 
     def __init__(self, module, *, beta=1.0, kl_warmup_epochs=0, n_iter_no_change=None,
-                 noise_generator=None, valid_noise=None, missing=False, loss_offset=0.0,
-                 **kwargs):
+                 start_patience=None, noise_generator=None, valid_noise=None, missing=False,
+                 loss_offset=0.0, **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
         self.missing = missing
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
         self.n_iter_no_change = n_iter_no_change
+        self.start_patience = start_patience
         self.loss_offset = loss_offset
         self.noise_generator = noise_generator
         self.valid_noise = valid_noise
@@ -256,7 +261,8 @@ class VAENet(NeuralNet):
         callbacks = [("kl_warmup", KLWarmup()), ("finite_loss", FiniteLossCheck())]
         if self.n_iter_no_change is not None:
             callbacks.append(("early_stopping", WarmupEarlyStopping(
-                patience=self.n_iter_no_change, start_epoch=self.kl_warmup_epochs)))
+                patience=self.n_iter_no_change, start_epoch=self.kl_warmup_epochs,
+                start_patience=self.start_patience)))
         return callbacks
 
     def get_default_callbacks(self):
@@ -451,6 +457,12 @@ class WarmupEarlyStopping(Callback):
     ----------
     patience : int, default=5
         Epochs without improvement before training stops.
+    start_patience : int or None, default=None
+        The patience while the best weights are still those training started
+        from (the net's ``initial_valid_loss_``): leaving a linear start, whose
+        nonlinear residuals are at zero, takes a number of optimizer steps
+        before any epoch improves on it, however few steps an epoch has.
+        None: ``patience``.
     start_epoch : int, default=0
         Epochs of the history before the callback starts watching.
     monitor : str, default="valid_loss"
@@ -468,10 +480,14 @@ class WarmupEarlyStopping(Callback):
         starting weights); None before any.
     misses_ : int
         Epochs since the last improvement.
+    at_start_ : bool
+        Whether the best weights are still those training started from.
     """
 
-    def __init__(self, patience=5, start_epoch=0, monitor="valid_loss", sink=print):
+    def __init__(self, patience=5, start_epoch=0, monitor="valid_loss", sink=print,
+                 start_patience=None):
         self.patience = patience
+        self.start_patience = start_patience
         self.start_epoch = start_epoch
         self.monitor = monitor
         self.sink = sink
@@ -479,8 +495,10 @@ class WarmupEarlyStopping(Callback):
     def on_train_begin(self, net, **kwargs):
         self.misses_ = 0
         self.best_loss_, self.best_epoch_, self.best_weights_ = math.inf, None, None
+        self.at_start_ = False
         initial = getattr(net, "initial_valid_loss_", None)
         if initial is not None and math.isfinite(initial):
+            self.at_start_ = True
             self.best_loss_ = initial
             self.best_epoch_ = len(net.history)  # the epochs already trained: 0 for a new fit
             self.best_weights_ = copy.deepcopy(net.module_.state_dict())
@@ -493,16 +511,19 @@ class WarmupEarlyStopping(Callback):
         loss = net.history[-1, self.monitor]
         improved = loss < self.best_loss_
         if improved:
-            self.misses_ = 0
+            self.misses_, self.at_start_ = 0, False
             self.best_loss_, self.best_epoch_ = loss, net.history[-1, "epoch"]
             self.best_weights_ = copy.deepcopy(net.module_.state_dict())
         else:
             self.misses_ += 1
         net.history.record(best_key, improved)
-        if self.misses_ == self.patience:
+        patience = self.patience
+        if self.at_start_ and self.start_patience is not None:
+            patience = self.start_patience
+        if self.misses_ >= patience:
             if net.verbose:
                 self.sink(f"Stopping since {self.monitor} has not improved in the last "
-                          f"{self.patience} epochs.")
+                          f"{patience} epochs.")
             raise KeyboardInterrupt
 
     def on_train_end(self, net, **kwargs):

@@ -125,9 +125,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     n_iter_no_change : int or "auto", default="auto"
         Patience of early stopping, in epochs. ``"auto"``: 500 optimizer
         steps, at least 20 epochs, so that small data sets (a few steps per
-        epoch) are not stopped by the noise of their first epochs, and at
-        most 40 epochs, so that they do not wait hundreds of passes over the
-        same rows either; resolved at fit as ``n_iter_no_change_``.
+        epoch) are not stopped by the noise of their first epochs, and, once
+        an epoch has improved on the weights training started from, at most
+        40 epochs, so that they do not wait hundreds of passes over the same
+        rows either; resolved at fit as ``n_iter_no_change_`` (the bounded
+        value).
 
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or

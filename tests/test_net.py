@@ -133,6 +133,9 @@ def test_skvae_callbacks_come_from_the_nets_parameters():
     assert stopping.monitor == "valid_loss"
     assert stopping.patience == 5
     assert stopping.start_epoch == 3  # watches from the end of the KL warm-up
+    assert stopping.start_patience is None  # the same patience throughout
+    net = _net(n_iter_no_change=5, start_patience=9).initialize()
+    assert dict(net.callbacks_)["early_stopping"].start_patience == 9
     # skorch's own way of changing a default callback's parameter works
     net = _net(n_iter_no_change=5, callbacks__early_stopping__patience=2).initialize()
     assert dict(net.callbacks_)["early_stopping"].patience == 2
@@ -264,6 +267,34 @@ class _ConstantStoppingNet(VAENet):
 def _stopping_net(verbose):
     # epoch 1 improves on inf, epochs 2 and 3 do not: stopped after epoch 3 of 10
     return _net(verbose=verbose, max_epochs=10, net_class=_ConstantStoppingNet)
+
+
+def _stopping_epoch(losses, initial, **params):
+    """The epoch at which WarmupEarlyStopping stops a fit with these validation losses."""
+    stopping = WarmupEarlyStopping(**params)
+    net = _fake_net(n_epochs=0)
+    net.initial_valid_loss_ = initial
+    stopping.on_train_begin(net)
+    for epoch, loss in enumerate(losses, start=1):
+        net.history.new_epoch()
+        net.history.record("epoch", epoch)
+        net.history.record("valid_loss", loss)
+        try:
+            stopping.on_epoch_end(net)
+        except KeyboardInterrupt:
+            return epoch
+    return None
+
+
+def test_early_stopping_waits_longer_until_the_start_is_beaten():
+    """start_patience holds while the starting weights are the best; patience after."""
+    worse = [2.0] * 20
+    assert _stopping_epoch(worse, 1.0, patience=3, start_patience=8) == 8
+    assert _stopping_epoch(worse, 1.0, patience=3) == 3
+    # once an epoch beats the start, the patience is the short one again
+    assert _stopping_epoch([0.5] + worse, 1.0, patience=3, start_patience=8) == 4
+    # no starting weights to beat (a random start): the first epoch is the best
+    assert _stopping_epoch(worse, None, patience=3, start_patience=8) == 4
 
 
 @pytest.mark.parametrize("terminal", [False, True])
