@@ -53,8 +53,8 @@ def _embed(X, dim, noise, seed):
     return X @ basis.T + noise * rng.randn(X.shape[0], dim)
 
 
-def _swiss_roll(dim, noise):
-    X, _ = datasets.make_swiss_roll(2000, random_state=0)
+def _swiss_roll(dim, noise, n_samples=2000):
+    X, _ = datasets.make_swiss_roll(n_samples, random_state=0)
     return _embed(X, dim, noise, seed=1)
 
 
@@ -96,6 +96,8 @@ DATASETS = {
     "near_constant": (_near_constant, (2, 8)),
     "swiss_roll_50d_0.1": (lambda: _swiss_roll(50, 0.1), (2, 8)),
     "swiss_roll_50d_0.01": (lambda: _swiss_roll(50, 0.01), (2, 8)),
+    # a small nonlinear table: a few steps an epoch, and a linear start slow to beat
+    "swiss_roll_600_50d_0.1": (lambda: _swiss_roll(50, 0.1, n_samples=600), (2,)),
     "s_curve_30d_0.05": (lambda: _s_curve(30, 0.05), (2, 8)),
     "s_curve_100d_0.3": (lambda: _s_curve(100, 0.3), (2, 8)),
     "digits": (lambda: datasets.load_digits().data, (2, 8, 16)),
