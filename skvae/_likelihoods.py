@@ -15,8 +15,8 @@ model is one class here and one entry in :data:`LIKELIHOODS`. The class gives:
   ``pins_constant_features`` (a feature constant in the training rows decodes
   to its constant, :meth:`skvae._module.VAEModule.constant_features`);
 * methods ``options``, ``reset_parameters``, ``set_scale``,
-  ``set_resolution``, ``log_prob``, ``mean``, ``sample``, ``write_onnx_mean``
-  and ``check_support``.
+  ``set_resolution``, ``log_prob``, ``mean``, ``sample``, ``write_onnx_mean``,
+  ``check_support`` and ``encoder_noise_scale``.
 
 Missing entries: ``log_prob(x, out, observed)`` sums over the observed
 features only (``observed`` a boolean mask, or None when every entry is
@@ -274,6 +274,17 @@ class GaussianLikelihood(nn.Module):
         """Log of the per-feature variance, shape ``(n_features,)``."""
         return torch.log(F.softplus(self.raw_variance) + self.variance_floor)
 
+    def encoder_noise_scale(self):
+        """Per-feature scale of the noise added to the encoder's input in training.
+
+        The likelihood's own standard deviations, detached: the encoder learns
+        from rows perturbed in proportion to the noise the model attributes to
+        the data (``skvae._net.ENCODER_INPUT_NOISE`` times it; see
+        :func:`skvae._losses.elbo`), so a low-noise feature is barely perturbed
+        and a noisy one by a share of its noise.
+        """
+        return torch.exp(0.5 * self.log_variance()).detach()
+
     def log_prob(self, x, out, observed=None):
         """log p(x | z) summed over the (observed) features, for decoder outputs ``out``."""
         if self.outlier_weight == 0:
@@ -363,6 +374,10 @@ class BernoulliLikelihood(nn.Module):
     def set_resolution(self, resolution):
         """Nothing to adapt: the Bernoulli likelihood has no variance."""
         return self
+
+    def encoder_noise_scale(self):
+        """None: the encoder sees the data (in [0, 1]) as they are in training."""
+        return None
 
     def log_prob(self, x, out, observed=None):
         """Sum over (observed) features of x log p + (1 - x) log(1 - p), p = sigmoid(out)."""

@@ -255,11 +255,17 @@ def test_a_low_noise_curve_beats_the_linear_models_by_far():
     """One latent dimension fits a low-noise curve that no line fits. The variances
     must shrink by orders of magnitude from the linear start's while the decoder
     learns the curve; at the network's learning rate they lagged behind it and the
-    VAE led factor analysis by 4.4 nats, with them at 5 times that rate by 12.5."""
+    VAE led factor analysis by 4.4 nats (seed 0), with them at 5 times that rate by
+    12.5. The lead varies with the seed (seeds 0-5: 2.0 to 11.3 before the encoder
+    was trained on noisy rows, 3.0 to 13.6 after; means 8.7 and 8.6), so the bound
+    is on the mean of three seeds, and every seed must beat the linear models."""
     X, X_test = _spiral(400, seed=0), _spiral(1000, seed=1)
-    vae = VAETransformer(1, random_state=0).fit(X)
-    fa = FactorAnalysis(1, random_state=0).fit(X).score(X_test)
-    assert vae.score(X_test) > max(fa, PCA(1).fit(X).score(X_test)) + 10
+    linear = max(FactorAnalysis(1, random_state=0).fit(X).score(X_test),
+                 PCA(1).fit(X).score(X_test))
+    fits = [VAETransformer(1, random_state=seed).fit(X) for seed in range(3)]
+    leads = np.array([vae.score(X_test) - linear for vae in fits])
+    assert leads.min() > 0 and leads.mean() > 7, leads
+    vae = fits[0]
     # the variances learned at their own rate: optimizer groups of the fit
     groups = vae._optimizer_state["param_groups"]
     assert groups[0]["lr"] == pytest.approx(VARIANCE_LR_FACTOR * vae.learning_rate)

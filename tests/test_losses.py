@@ -232,6 +232,34 @@ def test_elbo_is_reconstruction_minus_weighted_kl(likelihood):
     assert elbo(module, x, eps).shape == (4,)
 
 
+def test_elbo_input_noise_reaches_the_encoder_alone():
+    # the encoder sees x + noise; the likelihood scores x itself
+    module = _module("gaussian")
+    x = _x("gaussian")
+    eps = _eps(4, 1, 2)[:, 0]
+    noise = 0.3 * _x("gaussian", seed=5)
+    with torch.no_grad():
+        mu, logvar = module.encode(x + noise)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        expected = reconstruction_log_likelihood(module, x, z) - 0.7 * gaussian_kl(mu, logvar)
+        assert_allclose(elbo(module, x, eps, 0.7, input_noise=noise).numpy(),
+                        expected.numpy(), rtol=1e-12)
+        assert_array_equal(elbo(module, x, eps, input_noise=None).numpy(),
+                           elbo(module, x, eps).numpy())
+        # the noise changes the code, so the bound: it is used, not dropped
+        assert not np.allclose(elbo(module, x, eps, input_noise=noise).numpy(),
+                               elbo(module, x, eps).numpy())
+
+
+def test_encoder_noise_scale_is_the_likelihoods_standard_deviation():
+    gaussian = _module("gaussian").observation
+    scale = gaussian.encoder_noise_scale()
+    assert_allclose(scale.numpy(), np.exp(0.5 * gaussian.log_variance().detach().numpy()),
+                    rtol=1e-12)
+    assert not scale.requires_grad  # a fixed scale, not a path for the variances to learn by
+    assert _module("bernoulli").observation.encoder_noise_scale() is None
+
+
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 def test_iwae_with_one_sample_is_the_single_sample_monte_carlo_elbo(likelihood):
     module = _module(likelihood)

@@ -18,8 +18,9 @@ from skorch.history import History
 from skvae._data import BatchIterator, TrainingData
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
-from skvae._net import (SKORCH_HOOKS, FiniteLossCheck, KLWarmup, NegativeELBO, VAENet,
-                        WarmupEarlyStopping, _interactive, mean_latent_kl)
+from skvae._net import (ENCODER_INPUT_NOISE, SKORCH_HOOKS, FiniteLossCheck, KLWarmup,
+                        NegativeELBO, VAENet, WarmupEarlyStopping, _interactive,
+                        mean_latent_kl)
 
 
 def _module(seed=0, likelihood="gaussian"):
@@ -347,12 +348,41 @@ def test_train_step_uses_the_noise_generator_and_the_kl_weight():
     x = _data().take(slice(0, 8))
     module_copy = copy.deepcopy(net.module_)
     step = net.train_step_single((x, None))
-    eps = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
-    expected = -elbo(module_copy, x, eps, 0.25).mean()
+    generator = torch.Generator().manual_seed(3)
+    eps = torch.randn(8, 2, generator=generator)
+    # then the encoder's input noise, at the likelihood's standard deviation
+    scale = module_copy.observation.encoder_noise_scale()
+    noise = torch.randn(8, 6, generator=generator) * scale * ENCODER_INPUT_NOISE
+    expected = -elbo(module_copy, x, eps, 0.25, input_noise=noise).mean()
     assert step["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert step["y_pred"].shape == (8,)
     # gradients were computed
     assert all(p.grad is not None for p in net.module_.parameters())
+
+
+def test_encoder_input_noise_follows_the_likelihood_and_spares_missing_entries(monkeypatch):
+    net = _net(seed=3).initialize()
+    with torch.no_grad():  # variances far apart: the noise must follow each feature's
+        net.module_.observation.raw_variance.copy_(torch.linspace(-6.0, 3.0, 6))
+    x = torch.zeros(4000, 6)
+    noise = net._encoder_input_noise(x, None)
+    expected = net.module_.observation.encoder_noise_scale() * ENCODER_INPUT_NOISE
+    assert_allclose(noise.std(0).numpy(), expected.numpy(), rtol=0.1)
+    observed = torch.ones(4000, 6, dtype=torch.bool)
+    observed[:, 2] = False
+    observed[::2, 4] = False
+    masked = net._encoder_input_noise(x, observed)
+    assert (masked[~observed] == 0).all() and (masked[observed] != 0).all()
+    # a training step leaves the validation pass and the rows untouched
+    rows = _data().take(slice(0, 8))
+    before = rows.clone()
+    net.train_step_single((rows, None))
+    assert torch.equal(rows, before)
+    # none for the Bernoulli likelihood, nor when switched off
+    assert _net(module=_module(likelihood="bernoulli")).initialize() \
+        ._encoder_input_noise(x, None) is None
+    monkeypatch.setattr("skvae._net.ENCODER_INPUT_NOISE", 0.0)
+    assert net._encoder_input_noise(x, None) is None
 
 
 def test_validation_step_is_deterministic_and_uses_beta():
