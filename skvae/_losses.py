@@ -60,8 +60,8 @@ def elbo(module, x, eps, kl_weight=1.0, observed=None, input_noise=None):
         The entries present; ``x`` holds 0 in the others (see
         :func:`skvae._module.split_missing`). None: all are.
     input_noise : Tensor of shape (n, n_features), default=None
-        Added to the encoder's input only (0 where an entry is missing); the
-        likelihood scores ``x`` itself. Training perturbs the encoder's input
+        Added to the encoder's input only; the likelihood scores ``x``
+        itself. Training perturbs the encoder's input
         this way (a denoising encoder: Shu et al. 2018, "Amortized inference
         regularization"): an encoder fitted to the exact training rows
         generalizes worse than the decoder, and its posterior means for

@@ -405,25 +405,26 @@ class VAENet(NeuralNet):
         eps = torch.randn(x.shape[0], self.module_.n_components, generator=self.noise_generator,
                           device=x.device, dtype=x.dtype)
         per_sample = elbo(self.module_, x, eps, self.kl_weight_, observed,
-                          input_noise=self._encoder_input_noise(x, observed))
+                          input_noise=self._encoder_input_noise(x))
         loss = self.get_loss(per_sample, X=x, training=True)
         loss.backward()
         return {"loss": loss, "y_pred": per_sample}
 
-    def _encoder_input_noise(self, x, observed):
+    def _encoder_input_noise(self, x):
         """Noise for the encoder's input in a training step, or None.
 
         ``ENCODER_INPUT_NOISE`` times the likelihood's own standard deviation
         per feature (:meth:`encoder_noise_scale` of the likelihood; None for a
-        likelihood without one), 0 on missing entries, drawn from the
-        training noise generator.
+        likelihood without one), drawn from the training noise generator.
+        None when the training data have missing entries: their holes already
+        train the encoder on partial rows, and noise on top made imputation
+        worse (iris at 20 % MCAR: 0.256 -> 0.266, benchmarks/bench_imputation.py).
         """
         scale = self.module_.observation.encoder_noise_scale()
-        if scale is None or not ENCODER_INPUT_NOISE:
+        if scale is None or not ENCODER_INPUT_NOISE or self.missing:
             return None
-        noise = torch.randn(x.shape, generator=self.noise_generator, device=x.device,
-                            dtype=x.dtype).mul_(scale * ENCODER_INPUT_NOISE)
-        return noise if observed is None else noise.mul_(observed)
+        return torch.randn(x.shape, generator=self.noise_generator, device=x.device,
+                           dtype=x.dtype).mul_(scale * ENCODER_INPUT_NOISE)
 
     def _split(self, x):
         """``(x with 0 for its missing entries, mask of the observed ones or None)``."""

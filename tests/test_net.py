@@ -360,29 +360,27 @@ def test_train_step_uses_the_noise_generator_and_the_kl_weight():
     assert all(p.grad is not None for p in net.module_.parameters())
 
 
-def test_encoder_input_noise_follows_the_likelihood_and_spares_missing_entries(monkeypatch):
+def test_encoder_input_noise_follows_the_likelihood(monkeypatch):
     net = _net(seed=3).initialize()
     with torch.no_grad():  # variances far apart: the noise must follow each feature's
         net.module_.observation.raw_variance.copy_(torch.linspace(-6.0, 3.0, 6))
     x = torch.zeros(4000, 6)
-    noise = net._encoder_input_noise(x, None)
+    noise = net._encoder_input_noise(x)
     expected = net.module_.observation.encoder_noise_scale() * ENCODER_INPUT_NOISE
     assert_allclose(noise.std(0).numpy(), expected.numpy(), rtol=0.1)
-    observed = torch.ones(4000, 6, dtype=torch.bool)
-    observed[:, 2] = False
-    observed[::2, 4] = False
-    masked = net._encoder_input_noise(x, observed)
-    assert (masked[~observed] == 0).all() and (masked[observed] != 0).all()
-    # a training step leaves the validation pass and the rows untouched
+    # a training step leaves the rows untouched
     rows = _data().take(slice(0, 8))
     before = rows.clone()
     net.train_step_single((rows, None))
     assert torch.equal(rows, before)
-    # none for the Bernoulli likelihood, nor when switched off
+    # none for the Bernoulli likelihood, for data with holes, nor when switched off
     assert _net(module=_module(likelihood="bernoulli")).initialize() \
-        ._encoder_input_noise(x, None) is None
+        ._encoder_input_noise(x) is None
+    net.missing = True
+    assert net._encoder_input_noise(x) is None
+    net.missing = False
     monkeypatch.setattr("skvae._net.ENCODER_INPUT_NOISE", 0.0)
-    assert net._encoder_input_noise(x, None) is None
+    assert net._encoder_input_noise(x) is None
 
 
 def test_validation_step_is_deterministic_and_uses_beta():
