@@ -41,15 +41,14 @@ import time
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from sklearn.model_selection import train_test_split
 
 from skvae import VAETransformer
 
 try:  # run as a script from the repository root
-    from bench_codes import DATASETS, _fit_pca, accuracies
+    from bench_codes import DATASETS, _fit_pca, accuracies, splits
     from bench_quality import _cpu_model
 except ImportError:  # pragma: no cover - imported from elsewhere
-    from benchmarks.bench_codes import DATASETS, _fit_pca, accuracies
+    from benchmarks.bench_codes import DATASETS, _fit_pca, accuracies, splits
     from benchmarks.bench_quality import _cpu_model
 
 #: Posterior draws that score a row's ELBO before and after the refinement.
@@ -117,22 +116,12 @@ def _one(split, k, seed, params, steps, lr, samples):
 
 def run(names, ks, seeds, params, n_jobs, steps, lr, samples):
     rows, tasks = [], []
-    for name in names:
-        loader, data_ks = DATASETS[name]
-        try:
-            X, y = loader()
-        except ImportError as exc:
-            print(f"skipping {name}: {exc}")
-            continue
-        split = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
-        for k in data_ks:
-            if ks is not None and k not in ks:
-                continue
-            rows.append({"data": name, "shape": split[0].shape, "k": k,
-                         "pca": _fit_pca(split, k), "runs": []})
-            for seed in range(seeds):
-                tasks.append((len(rows) - 1, delayed(_one)(split, k, seed, params, steps, lr,
-                                                           samples)))
+    for name, split, k in splits(names, ks):
+        rows.append({"data": name, "shape": split[0].shape, "k": k,
+                     "pca": _fit_pca(split, k), "runs": []})
+        for seed in range(seeds):
+            tasks.append((len(rows) - 1, delayed(_one)(split, k, seed, params, steps, lr,
+                                                       samples)))
     results = Parallel(n_jobs=n_jobs)(task for _, task in tasks)
     for (row, _), result in zip(tasks, results):
         rows[row]["runs"].append(result)

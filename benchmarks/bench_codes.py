@@ -120,8 +120,13 @@ def _fit_pca(split, k):
     return {"lr": lr, "knn": knn, "score": pca.score(X_test), "seconds": seconds}
 
 
-def run(names, ks, seeds, params, n_jobs, with_umap):
-    tasks, rows = [], []
+def splits(names, ks=None):
+    """``(name, split, k)`` for the data sets ``names`` and their values of k.
+
+    ``split`` is ``(X_train, X_test, y_train, y_test)``, 80/20 stratified (seed 0);
+    ``ks`` (a set, or None for all) filters the data set's k. A data set whose
+    optional package is missing is skipped with a message.
+    """
     for name in names:
         loader, data_ks = DATASETS[name]
         try:
@@ -131,14 +136,19 @@ def run(names, ks, seeds, params, n_jobs, with_umap):
             continue
         split = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
         for k in data_ks:
-            if ks is not None and k not in ks:
-                continue
-            rows.append({"data": name, "shape": split[0].shape, "k": k,
-                         "pca": _fit_pca(split, k), "vae": [], "umap": []})
-            for seed in range(seeds):
-                tasks.append((len(rows) - 1, "vae", delayed(_fit_vae)(split, k, seed, params)))
-                if with_umap:
-                    tasks.append((len(rows) - 1, "umap", delayed(_fit_umap)(split, k, seed)))
+            if ks is None or k in ks:
+                yield name, split, k
+
+
+def run(names, ks, seeds, params, n_jobs, with_umap):
+    tasks, rows = [], []
+    for name, split, k in splits(names, ks):
+        rows.append({"data": name, "shape": split[0].shape, "k": k,
+                     "pca": _fit_pca(split, k), "vae": [], "umap": []})
+        for seed in range(seeds):
+            tasks.append((len(rows) - 1, "vae", delayed(_fit_vae)(split, k, seed, params)))
+            if with_umap:
+                tasks.append((len(rows) - 1, "umap", delayed(_fit_umap)(split, k, seed)))
     results = Parallel(n_jobs=n_jobs)(task for *_, task in tasks)
     for (row, method, _), result in zip(tasks, results):
         rows[row][method].append(result)
