@@ -60,13 +60,13 @@ def elbo(module, x, eps, kl_weight=1.0, observed=None, input_noise=None):
         The entries present; ``x`` holds 0 in the others (see
         :func:`skvae._module.split_missing`). None: all are.
     input_noise : Tensor of shape (n, n_features), default=None
-        Added to the encoder's input only; the likelihood scores ``x``
-        itself. Training perturbs the encoder's input
-        this way (a denoising encoder: Shu et al. 2018, "Amortized inference
-        regularization"): an encoder fitted to the exact training rows
-        generalizes worse than the decoder, and its posterior means for
-        held-out rows fall several nats short of the best ones
-        (``benchmarks/bench_amortization.py``). None: the encoder sees ``x``.
+        Added to the encoder's input only; the likelihood scores ``x`` itself.
+        Training perturbs the encoder's input this way (a denoising encoder:
+        Shu et al. 2018, "Amortized inference regularization"): an encoder
+        fitted to the exact training rows generalizes worse than the decoder,
+        and its posteriors for held-out rows fall several nats short of the
+        best ones (``benchmarks/bench_amortization.py``). None: the encoder
+        sees ``x``.
     """
     mu, logvar = module.encode(x if input_noise is None else x + input_noise, observed)
     z = mu + torch.exp(0.5 * logvar) * eps
