@@ -86,6 +86,20 @@ def fill_missing(x, missing=None):
     return x.masked_fill(missing, 0.0), ~missing
 
 
+def empty_on_cpu(module):
+    """``module``, built on the meta device, with uninitialised CPU storage.
+
+    Floating-point tensors become float32 whatever torch's default dtype
+    (training data are float32). ``Module.to_empty`` would do the same through
+    ``torch.empty_like`` of meta tensors, whose reference implementation
+    imports ``torch.fx.experimental.symbolic_shapes`` and SymPy on its first
+    call: 0.7 s of the first fit of every process. ``torch.empty`` of each
+    tensor's shape imports nothing.
+    """
+    return module._apply(lambda t: torch.empty(
+        t.shape, dtype=torch.float32 if t.is_floating_point() else t.dtype, device="cpu"))
+
+
 def _mlp(sizes, activation):
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):

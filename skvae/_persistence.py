@@ -52,7 +52,7 @@ import torch
 from skorch.history import History
 
 from ._likelihoods import MIN_VARIANCE
-from ._module import VAEModule
+from ._module import VAEModule, empty_on_cpu
 from ._training import resolve_max_epochs, resolve_n_iter_no_change, set_learning_rates
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
@@ -206,7 +206,7 @@ def _import_module(saved, fmt=FORMAT):
                            tuple(saved["hidden_layer_sizes"]), saved["activation"],
                            saved["likelihood"], options, max_log_variance,
                            missing_inputs=saved.get("missing_inputs", False))
-    module = module.to(torch.float32).to_empty(device="cpu")
+    module = empty_on_cpu(module)
     module.load_state_dict(weights)
     return module
 

@@ -34,8 +34,9 @@ from ._data import BatchIterator, TrainingData, feature_resolution, validation_s
 from ._init import linear_start
 from ._likelihoods import LIKELIHOODS
 from ._losses import RowNoise
-from ._module import VAEModule
+from ._module import VAEModule, empty_on_cpu
 from ._net import VAENet, mean_latent_kl
+from ._optim import Adam
 from ._utils import adam_options, derive_seed, make_generator, make_seed
 
 #: ``max_epochs="auto"``: epochs for this many optimizer steps, and at least
@@ -367,8 +368,7 @@ def build_module(n_features, params, generator, missing_inputs=False):
         module = VAEModule(n_features, params["n_components"],
                            hidden_sizes(params["hidden_layer_sizes"]), params["activation"],
                            params["likelihood"], missing_inputs=missing_inputs)
-    # float32 whatever torch's default dtype: training data are float32
-    module = module.to(torch.float32).to_empty(device="cpu")
+    module = empty_on_cpu(module)
     return module.reset_parameters(generator)
 
 
@@ -409,7 +409,7 @@ def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_c
         missing=missing,
         loss_offset=loss_offset,
         callbacks=copy.deepcopy(params["callbacks"]) or [],
-        optimizer=torch.optim.Adam,
+        optimizer=Adam,
         lr=params["learning_rate"],
         optimizer__param_groups=skorch_param_groups(module, params["learning_rate"]),
         **{f"optimizer__{k}": v for k, v in adam_options(device).items()},

@@ -1,0 +1,115 @@
+"""The optimizer skvae trains with: ``torch.optim.Adam``, without ``torch._dynamo``.
+
+Every public method of ``torch.optim.Optimizer`` (``add_param_group``,
+``zero_grad``, ``state_dict``, ``load_state_dict``) and ``Adam.step`` is
+wrapped so that ``torch.compile`` leaves it alone, and the wrappers import
+``torch._dynamo`` on their first call: 2.0-2.4 s on a 2-core machine, in every
+fresh process, whatever the model. That was most of the first fit of a
+process (iris: 2.5 s, the next fits 0.8-1.0 s; ``benchmarks/bench_small_data.py``),
+and of every worker's first fit in a parallel grid search.
+
+:class:`Adam` is ``torch.optim.Adam`` with those methods calling the functions
+the wrappers wrap (their ``__wrapped__``, set by ``functools.wraps``), and
+``step`` calling PyTorch's functional ``adam`` the same way, with the arguments
+``Adam.step`` gives it. The arithmetic, the state and its ``state_dict`` are
+PyTorch's own: a model trains to the same bits, and a state saved by either
+loads in the other. Where this PyTorch lacks one of those functions or
+arguments, :class:`Adam` uses the wrapped method instead (slower to start,
+the same steps). skvae never compiles its optimizer, so nothing is lost.
+"""
+
+import functools
+import inspect
+
+import torch
+from torch.optim import Optimizer
+from torch.optim import adam as _adam_module
+
+
+def _unwrapped(function):
+    """The function that a ``torch._disable_dynamo`` wrapper calls, or None."""
+    inner = getattr(function, "__wrapped__", None)
+    return inner if callable(inner) else None
+
+
+_ADD_PARAM_GROUP = _unwrapped(Optimizer.add_param_group)
+_ZERO_GRAD = _unwrapped(Optimizer.zero_grad)
+_STATE_DICT = _unwrapped(Optimizer.state_dict)
+_LOAD_STATE_DICT = _unwrapped(Optimizer.load_state_dict)
+_ADAM = _unwrapped(getattr(_adam_module, "adam", None))
+
+
+@functools.lru_cache(maxsize=1)
+def _adam_arguments():
+    """The parameter names of PyTorch's functional ``adam``, or None without one."""
+    if _ADAM is None:
+        return None
+    try:
+        return frozenset(inspect.signature(_ADAM).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+# the keyword arguments Adam.step passes, from the group (key, default) or the optimizer
+_GROUP_ARGUMENTS = {
+    "amsgrad": False, "lr": 1e-3, "weight_decay": 0.0, "eps": 1e-8, "maximize": False,
+    "foreach": None, "capturable": False, "differentiable": False, "fused": None,
+    "decoupled_weight_decay": False,
+}
+
+
+class Adam(torch.optim.Adam):
+    """``torch.optim.Adam`` whose calls do not import ``torch._dynamo`` (see the module).
+
+    The same parameters, steps and ``state_dict`` as ``torch.optim.Adam``.
+    """
+
+    def add_param_group(self, param_group):
+        if _ADD_PARAM_GROUP is None:
+            return super().add_param_group(param_group)
+        return _ADD_PARAM_GROUP(self, param_group)
+
+    def zero_grad(self, set_to_none=True):
+        if _ZERO_GRAD is None:
+            return super().zero_grad(set_to_none)
+        return _ZERO_GRAD(self, set_to_none)
+
+    def state_dict(self):
+        if _STATE_DICT is None:
+            return super().state_dict()
+        return _STATE_DICT(self)
+
+    def load_state_dict(self, state_dict):
+        if _LOAD_STATE_DICT is None:
+            return super().load_state_dict(state_dict)
+        return _LOAD_STATE_DICT(self, state_dict)
+
+    def step(self, closure=None):
+        """One Adam step, as ``torch.optim.Adam.step`` takes it."""
+        accepted = _adam_arguments()
+        if accepted is None or not hasattr(self, "_init_group") or any(
+                group.get("differentiable")
+                or any(key in _GROUP_ARGUMENTS and key not in accepted for key in group)
+                for group in self.param_groups):
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        check = getattr(self, "_accelerator_graph_capture_health_check", None) \
+            or getattr(self, "_cuda_graph_capture_health_check", None)
+        if check is not None:
+            check()
+        with torch.no_grad():
+            for group in self.param_groups:
+                lists = params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = (
+                    [], [], [], [], [], [])
+                has_complex = self._init_group(group, *lists)
+                beta1, beta2 = group["betas"]
+                options = {key: group.get(key, default) for key, default in _GROUP_ARGUMENTS.items()}
+                options.update(has_complex=has_complex, beta1=beta1, beta2=beta2,
+                               grad_scale=getattr(self, "grad_scale", None),
+                               found_inf=getattr(self, "found_inf", None))
+                _ADAM(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+                      **{key: value for key, value in options.items() if key in accepted})
+        return loss
