@@ -152,20 +152,26 @@ class VAEModule(nn.Module):
         networks of skvae before it, loaded from their files).
     missing_inputs : bool, default=False
         An encoder for rows with missing entries, built for training data
-        that have them. Its linear path is a product of experts: each
-        observed feature j adds ``lambda_j`` (``exp`` of the parameter
-        ``encoder_precision``, so that it learns relative steps) to the
-        posterior's precision, ``1 + sum_j o_j lambda_j``, and
-        ``a_j (x_j - c_j)`` (``encoder_linear``, ``encoder_offset``) to its
-        natural mean, so the posterior narrows with every entry observed and
-        a missing entry contributes nothing, whatever the pattern of holes (a
-        complete row included). Started
-        from a linear Gaussian model it is that model's exact posterior for
-        a complete row and the diagonal of it for a row with holes. The MLP
-        residual also sees the mask (its first layer takes ``2 *
-        n_features`` inputs) and corrects mean and log-variance. A module
-        without it encodes a row with missing entries from its values alone,
-        0 (the training mean, in standardized units) in their place.
+        that have them. Its linear path is a product of Gaussian experts:
+        each observed feature j adds ``u_j u_j' + diag(lambda_j)`` to the
+        posterior's precision matrix, ``Lambda = I + sum_j o_j (u_j u_j' +
+        diag(lambda_j))`` (``u_j``: column j of ``encoder_loading.weight``;
+        ``lambda_j``: ``exp`` of column j of ``encoder_precision``, so that
+        it learns relative steps), and ``a_j (x_j - c_j)``
+        (``encoder_linear``, ``encoder_offset``) to its natural mean ``b``.
+        The linear path's mean is ``Lambda^-1 b`` (a k x k Cholesky solve per
+        row) and its variances ``1 / diag(Lambda)``, those of the best
+        diagonal Gaussian: the posterior narrows with every entry observed,
+        a missing entry contributes nothing, whatever the pattern of holes
+        (a complete row included), and, started from a linear Gaussian model
+        (:meth:`init_linear_gaussian`), the mean is that model's exact
+        posterior mean for every pattern. A loading of zero has no gradient
+        and stays zero: from random weights (``init="random"``) the experts
+        stay diagonal. The MLP residual also sees the mask (its first layer
+        takes ``2 * n_features`` inputs) and corrects mean and log-variance.
+        A module without it encodes a row with missing entries from its
+        values alone, 0 (the training mean, in standardized units) in their
+        place.
 
     Notes
     -----
@@ -203,6 +209,11 @@ class VAEModule(nn.Module):
         self.decoder_linear = nn.Linear(n_components, n_features, bias=False)
         self.register_buffer("input_low", torch.full((n_features,), -math.inf))
         self.register_buffer("input_high", torch.full((n_features,), math.inf))
+        if self.missing_inputs:
+            # the last child, so that the parameters of a network saved before it
+            # (format 6) keep their positions in the optimizer's state; its weight
+            # (n_components, n_features) holds the experts' loadings u_j
+            self.encoder_loading = nn.Linear(n_features, n_components, bias=False)
 
     def reset_parameters(self, generator=None):
         """Initialise every weight from ``generator`` (PyTorch's default scheme).
@@ -221,6 +232,7 @@ class VAEModule(nn.Module):
             self.encoder_linear.weight.zero_()
             if self.missing_inputs:  # no expert yet: the MLP residual does the work
                 self.encoder_precision.fill_(_EMPTY_LOG_PRECISION)
+                self.encoder_loading.weight.zero_()
                 self.encoder_offset.zero_()
             self.decoder_linear.weight.zero_()
             self.input_low.fill_(-math.inf)
@@ -309,9 +321,11 @@ class VAEModule(nn.Module):
 
         with torch.no_grad():
             self.encoder_head.weight.zero_()
-            if self.missing_inputs:  # the experts: precision W_jd^2 / psi_j, loading Wp
+            if self.missing_inputs:
+                # the experts: precision W_j W_j' / psi_j, natural mean Wp_j (x_j - offset_j)
                 put(self.encoder_linear.weight, Wp.T)
-                put(self.encoder_precision, np.log(np.maximum(W * Wp, 1e-12)).T)
+                put(self.encoder_loading.weight, (W / np.sqrt(psi)[:, None]).T)
+                self.encoder_precision.fill_(_EMPTY_LOG_PRECISION)
                 put(self.encoder_offset, offset)
                 self.encoder_head.bias.zero_()
             else:
@@ -337,10 +351,12 @@ class VAEModule(nn.Module):
             mask = (torch.ones_like(x) if observed is None else observed.to(x.dtype))
             mu, raw = self.encoder_head(self.encoder(torch.cat([x, mask], dim=-1))).chunk(2, -1)
             # the product of experts of the observed features (see the class)
-            precision = 1.0 + mask @ torch.exp(self.encoder_precision).T
+            precision = self.expert_precision(mask)
             natural = self.encoder_linear((x - self.encoder_offset) * mask)
-            mu = mu + natural / precision
-            logvar = _soft_cap(raw - torch.log(precision), self.max_log_variance)
+            root, _ = torch.linalg.cholesky_ex(precision)  # Lambda >= I: no failure to check
+            mu = mu + torch.cholesky_solve(natural.unsqueeze(-1), root)[..., 0]
+            diagonal = torch.diagonal(precision, dim1=-2, dim2=-1)
+            logvar = _soft_cap(raw - torch.log(diagonal), self.max_log_variance)
         else:
             mu, raw = self.encoder_head(self.encoder(x)).chunk(2, dim=-1)
             mu = mu + self.encoder_linear(x)
@@ -351,6 +367,19 @@ class VAEModule(nn.Module):
             empty = ~observed.any(dim=-1, keepdim=True)
             mu, logvar = mu.masked_fill(empty, 0.0), logvar.masked_fill(empty, 0.0)
         return mu, logvar
+
+    def expert_precision(self, mask):
+        """The linear path's posterior precision for rows observed where ``mask`` is 1.
+
+        ``Lambda = I + sum_j o_j (u_j u_j' + diag(lambda_j))`` (see the class),
+        of shape ``mask.shape[:-1] + (n_components, n_components)``; at least
+        the identity, so its Cholesky factor always exists. Only for a module
+        with ``missing_inputs``.
+        """
+        loading = self.encoder_loading.weight                                 # (k, d)
+        precision = (loading * mask.unsqueeze(-2)) @ loading.T                # (..., k, k)
+        diagonal = 1.0 + mask @ torch.exp(self.encoder_precision).T           # (..., k)
+        return precision + torch.diag_embed(diagonal)
 
     def constant_features(self):
         """The features that decode to a constant, and their values.

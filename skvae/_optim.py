@@ -106,7 +106,8 @@ class Adam(torch.optim.Adam):
                     [], [], [], [], [], [])
                 has_complex = self._init_group(group, *lists)
                 beta1, beta2 = group["betas"]
-                options = {key: group.get(key, default) for key, default in _GROUP_ARGUMENTS.items()}
+                options = {key: group.get(key, default)
+                           for key, default in _GROUP_ARGUMENTS.items()}
                 options.update(has_complex=has_complex, beta1=beta1, beta2=beta2,
                                grad_scale=getattr(self, "grad_scale", None),
                                found_inf=getattr(self, "found_inf", None))

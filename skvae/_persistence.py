@@ -42,6 +42,11 @@ Formats
     As 5; the network records ``missing_inputs`` (an encoder that also sees
     the mask of observed entries, for models fitted on data with missing
     values). A format 5 or older network loads without it.
+7
+    As 6; the encoder of a network with ``missing_inputs`` adds
+    ``encoder_loading`` (the experts' full precision matrices), its last
+    parameter. A format 6 network loads with it at zero, which is the encoder
+    it had, and Adam starts it afresh.
 """
 
 import math
@@ -56,7 +61,7 @@ from ._module import VAEModule, empty_on_cpu
 from ._training import resolve_max_epochs, resolve_n_iter_no_change, set_learning_rates
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 6
+FORMAT = 7
 
 #: Parameters that format 2 added, and their values for an older model.
 _FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
@@ -158,6 +163,10 @@ def import_state(state, version):
                                                         state["module_"])
     if fmt <= 4:
         _format_4_attributes(state)
+    if fmt <= 6 and isinstance(state.get("_optimizer_state"), dict) \
+            and isinstance(state.get("module_"), VAEModule):
+        state["_optimizer_state"] = _format_6_optimizer(state["_optimizer_state"],
+                                                        state["module_"])
     if fmt <= 1:
         # parameters added in format 2, with the values that describe how those
         # models were trained (from random weights): get_params and clone work
@@ -201,6 +210,10 @@ def _import_module(saved, fmt=FORMAT):
         # formats 1 and 2: one floor for every feature
         floor = options.get("min_variance", MIN_VARIANCE)
         weights["observation.variance_floor"] = torch.full((saved["n_features"],), floor)
+    if saved.get("missing_inputs", False) and "encoder_loading.weight" not in weights:
+        # formats 6 and older: experts without a loading, a diagonal precision
+        weights["encoder_loading.weight"] = torch.zeros(saved["n_components"],
+                                                        saved["n_features"])
     with torch.device("meta"):
         module = VAEModule(saved["n_features"], saved["n_components"],
                            tuple(saved["hidden_layer_sizes"]), saved["activation"],
@@ -262,6 +275,25 @@ def _format_3_optimizer(state, module):
                                 for i, factor in zip(own, factors.values())], group["lr"])
     rest = {**group, "params": [i for i in group["params"] if i not in own]}
     return {**state, "param_groups": split + [rest]}
+
+
+def _format_6_optimizer(state, module):
+    """Adam's state of a format 6 or older network, for the parameters it loads with.
+
+    The parameters that a network gained in format 7 (``encoder_loading``,
+    last in ``named_parameters``) join the last group without state, so Adam
+    starts them afresh; the others keep their ids and moments.
+    """
+    groups = state.get("param_groups")
+    n_params = len(list(module.parameters()))
+    if not isinstance(groups, list) or not groups:
+        return state
+    known = {i for group in groups for i in group["params"]}
+    new = [i for i in range(n_params) if i not in known]
+    if not new:
+        return state
+    return {**state, "param_groups": groups[:-1] + [
+        {**groups[-1], "params": list(groups[-1]["params"]) + new}]}
 
 
 def _format_4_attributes(state):

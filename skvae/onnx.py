@@ -62,6 +62,13 @@ class _HelperWriter:
             name, TensorProto.FLOAT, array.shape, array.ravel().tolist()))
         return name
 
+    def shape(self, seed, values):
+        """An int64 initializer (a shape for ``Reshape``)."""
+        name = self._name(seed)
+        self.initializers.append(helper.make_tensor(name, TensorProto.INT64, [len(values)],
+                                                    [int(v) for v in values]))
+        return name
+
     def node(self, op_type, inputs, output=None, **attrs):
         output = output or self._name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [output],
@@ -81,6 +88,13 @@ class _ContainerWriter:
         array = np.asarray(array, dtype=np.float32)
         self.container.add_initializer(name, TensorProto.FLOAT, list(array.shape),
                                        array.ravel().tolist())
+        return name
+
+    def shape(self, seed, values):
+        """An int64 initializer (a shape for ``Reshape``)."""
+        name = self.scope.get_unique_variable_name(seed)
+        self.container.add_initializer(name, TensorProto.INT64, [len(values)],
+                                       [int(v) for v in values])
         return name
 
     def node(self, op_type, inputs, output=None, **attrs):
@@ -143,13 +157,10 @@ def _write_encoder(w, x, estimator, output):
                transB=1)
     loading = _weights(module.encoder_linear)[0].T
     if module.missing_inputs:  # the product of experts of the observed features
-        experts = module.encoder_precision.detach().exp().cpu().numpy()
-        precision = w.node("Add", [w.constant("one", 1.0), w.node(
-            "MatMul", [observed, w.constant("experts", experts.T.astype(np.float32))])])
         offset = module.encoder_offset.detach().cpu().numpy()
         centred = w.node("Mul", [w.node("Sub", [x, w.constant("offset", offset)]), observed])
         natural = w.node("MatMul", [centred, w.constant("W_linear", loading)])
-        linear = w.node("Div", [natural, precision])
+        linear = _write_expert_mean(w, module, observed, natural)
     else:
         linear = w.node("MatMul", [x, w.constant("W_linear", loading)])
     mu = w.node("Add", [h, linear])
@@ -158,6 +169,61 @@ def _write_encoder(w, x, estimator, output):
         "ones", np.ones((module.n_features, 1), dtype=np.float32))])
     empty = w.node("Less", [counts, w.constant("half", 0.5)])
     return w.node("Where", [empty, w.constant("zero", 0.0), mu], output)
+
+
+def _write_expert_mean(w, module, observed, natural):
+    """``Lambda^-1 b``: the mean of the experts' product (``VAEModule.expert_precision``).
+
+    ONNX has no linear solve, so the Cholesky factorization of each row's k x k
+    precision and the two triangular solves are written out, one column (one
+    unknown) at a time, on (n, k, k) and (n, k, 1) tensors with one-hot
+    constants: about 25 k nodes, the arithmetic of ``torch.cholesky_solve``.
+    """
+    k, d = module.n_components, module.n_features
+    U = module.encoder_loading.weight.detach().cpu().numpy().astype(np.float32)  # (k, d)
+    experts = module.encoder_precision.detach().exp().cpu().numpy()              # (k, d)
+    eye = np.eye(k, dtype=np.float32)
+    # Lambda = (U * o) U' + diag(1 + o lambda'), shape (n, k, k)
+    mask = w.node("Reshape", [observed, w.shape("shape", [-1, 1, d])])
+    coupled = w.node("MatMul", [w.node("Mul", [mask, w.constant("loading", U)]),
+                                w.constant("loading_t", U.T)])
+    own = w.node("Add", [w.constant("one", 1.0), w.node(
+        "MatMul", [observed, w.constant("experts", experts.T.astype(np.float32))])])
+    own = w.node("Reshape", [own, w.shape("shape", [-1, k, 1])])
+    precision = w.node("Add", [coupled, w.node("Mul", [own, w.constant("eye", eye)])])
+
+    def column(j):
+        return w.constant("e", eye[:, j:j + 1])                     # (k, 1)
+
+    def row(j):
+        return w.constant("e_t", eye[j:j + 1])                      # (1, k)
+
+    # Cholesky: L (n, k, k) gains column j; pivots[j] = L[j, j], shape (n, 1, 1)
+    factor, pivots = w.node("Mul", [precision, w.constant("zero", 0.0)]), []
+    for j in range(k):
+        c = w.node("MatMul", [precision, column(j)])                # (n, k, 1)
+        if j:
+            above = w.node("Transpose", [w.node("MatMul", [row(j), factor])], perm=[0, 2, 1])
+            c = w.node("Sub", [c, w.node("MatMul", [factor, above])])
+        pivot = w.node("Sqrt", [w.node("MatMul", [row(j), c])])
+        lower = w.constant("tril", (np.arange(k) >= j).astype(np.float32)[:, None])
+        c = w.node("Mul", [w.node("Div", [c, pivot]), lower])
+        factor = w.node("Add", [factor, w.node("MatMul", [c, row(j)])])
+        pivots.append(pivot)
+    # L y = b, then L' x = y, each (n, k, 1)
+    b = w.node("Reshape", [natural, w.shape("shape", [-1, k, 1])])
+    y = w.node("Mul", [b, w.constant("zero", 0.0)])
+    for j in range(k):
+        known = w.node("MatMul", [w.node("MatMul", [row(j), factor]), y])
+        value = w.node("Sub", [w.node("MatMul", [row(j), b]), known])
+        y = w.node("Add", [y, w.node("MatMul", [column(j), w.node("Div", [value, pivots[j]])])])
+    x = w.node("Mul", [b, w.constant("zero", 0.0)])
+    factor_t = w.node("Transpose", [factor], perm=[0, 2, 1])
+    for j in reversed(range(k)):
+        known = w.node("MatMul", [w.node("MatMul", [row(j), factor_t]), x])
+        value = w.node("Sub", [w.node("MatMul", [row(j), y]), known])
+        x = w.node("Add", [x, w.node("MatMul", [column(j), w.node("Div", [value, pivots[j]])])])
+    return w.node("Reshape", [x, w.shape("shape", [-1, k])])
 
 
 def _write_decoder(w, z, estimator, output):

@@ -401,6 +401,33 @@ def test_product_of_experts_start_is_the_linear_posterior(holes):
     assert (logvar[0] < logvar[1]).all() and (logvar[1] < logvar[2]).all()
 
 
+def test_product_of_experts_start_gives_the_exact_posterior_mean_of_every_pattern(holes):
+    """From a linear Gaussian start, a row with holes gets that model's exact
+    posterior mean given its observed entries, (I + W_o' Psi_o^-1 W_o)^-1 W_o'
+    Psi_o^-1 (x_o - b_o), not its diagonal approximation, and the variances of the
+    best diagonal Gaussian (1 / the precision's diagonal)."""
+    X, X_missing, mask = holes
+    start = dict(hidden_layer_sizes=(16,), max_epochs=1, learning_rate=1e-12,
+                 early_stopping=False, random_state=0, init="factor_analysis")
+    vae = VAETransformer(3, **start).fit(X_missing)
+    W, b, psi = _linear_gaussian_of(vae.module_)
+    x = (X_missing[mask.any(axis=1)][:40] - vae.mean_) / vae.scale_
+    with torch.no_grad():
+        mu, logvar = vae.module_.encode(*split_missing(torch.as_tensor(x, dtype=torch.float32)))
+    gap = 0.0
+    for i, row in enumerate(x):
+        o = ~np.isnan(row)
+        Wp = W[o] / psi[o, None]
+        precision = np.eye(W.shape[1]) + W[o].T @ Wp
+        natural = Wp.T @ (row[o] - b[o])
+        exact = np.linalg.solve(precision, natural)
+        # the start's experts add a precision of 1e-4 each to every dimension
+        assert_allclose(mu[i].numpy(), exact, rtol=1e-3, atol=2e-3)
+        assert_allclose(np.exp(-logvar[i].numpy()), np.diag(precision), rtol=1e-3)
+        gap = max(gap, np.abs(natural / np.diag(precision) - exact).max())
+    assert gap > 0.1  # the diagonal approximation would have missed by that much
+
+
 def test_a_pattern_of_holes_never_seen_in_training(holes, imputer):
     """Rows missing the features that no training row missed, or nearly all of
     their entries, get finite codes, scores and fills from the observed ones."""

@@ -64,7 +64,7 @@ def test_state_holds_numpy_and_builtins_only(fitted_for, likelihood):
                tuple)
     assert all(isinstance(value, allowed) for value in _walk(state))
     assert state["_skvae_version"] == skvae.__version__
-    assert state["_skvae_format"] == FORMAT == 6
+    assert state["_skvae_format"] == FORMAT == 7
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
@@ -340,6 +340,38 @@ def test_format_4_state_loads_with_public_resolved_values(stop_after):
     assert loaded.n_iter_no_change_ == skvae._training.AUTO_PATIENCE_STEPS // 2
     assert_array_equal(loaded.score_samples(X, n_importance_samples=3),
                        est.score_samples(X, n_importance_samples=3))
+
+
+def test_format_6_network_with_holes_loads_as_the_encoder_it_had():
+    """Format 7 adds the experts' loading to the encoder of data with holes. A format
+    6 network loads with it at zero (its diagonal experts), encodes as it did, and
+    keeps training with the moments it had."""
+    X = np.random.RandomState(0).randn(120, 5)
+    X[np.random.RandomState(1).rand(*X.shape) < 0.2] = np.nan
+    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0).fit(X)
+    assert est.module_.missing_inputs
+    names = [name for name, _ in est.module_.named_parameters()]
+    assert names[-1] == "encoder_loading.weight"
+    with torch.no_grad():  # the network a format 6 file holds
+        est.module_.encoder_loading.weight.zero_()
+    state = est.__getstate__()
+    state["_skvae_format"] = 6
+    del state["module_"]["state_dict"]["encoder_loading.weight"]
+    last = len(names) - 1
+    saved = state["_optimizer_state"]
+    saved["state"].pop(last)
+    saved["param_groups"][-1]["params"].remove(last)
+    loaded = VAETransformer.__new__(VAETransformer)
+    loaded.__setstate__(state)
+    assert_array_equal(loaded.module_.encoder_loading.weight.detach().numpy(), 0.0)
+    assert_array_equal(loaded.transform(X), est.transform(X))
+    assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    assert loaded._optimizer_state["param_groups"][-1]["params"][-1] == last
+    loaded.partial_fit(X)
+    assert loaded.n_epochs_ == est.n_epochs_ + 1
+    assert np.isfinite(loaded.score_samples(X)).all()
+    # a loading of zero has no gradient: the network keeps its diagonal experts
+    assert_array_equal(loaded.module_.encoder_loading.weight.detach().numpy(), 0.0)
 
 
 if __name__ == "__main__":
