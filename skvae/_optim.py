@@ -18,7 +18,6 @@ arguments, :class:`Adam` uses the wrapped method instead (slower to start,
 the same steps). skvae never compiles its optimizer, so nothing is lost.
 """
 
-import functools
 import inspect
 
 import torch
@@ -39,7 +38,6 @@ _LOAD_STATE_DICT = _unwrapped(Optimizer.load_state_dict)
 _ADAM = _unwrapped(getattr(_adam_module, "adam", None))
 
 
-@functools.lru_cache(maxsize=1)
 def _adam_arguments():
     """The parameter names of PyTorch's functional ``adam``, or None without one."""
     if _ADAM is None:
@@ -50,12 +48,17 @@ def _adam_arguments():
         return None
 
 
-# the keyword arguments Adam.step passes, from the group (key, default) or the optimizer
-_GROUP_ARGUMENTS = {
-    "amsgrad": False, "lr": 1e-3, "weight_decay": 0.0, "eps": 1e-8, "maximize": False,
-    "foreach": None, "capturable": False, "differentiable": False, "fused": None,
-    "decoupled_weight_decay": False,
-}
+#: the keyword arguments Adam.step passes from a group
+_GROUP_ARGUMENTS = ("amsgrad", "lr", "weight_decay", "eps", "maximize", "foreach",
+                    "capturable", "differentiable", "fused", "decoupled_weight_decay")
+_ACCEPTED = _adam_arguments()
+
+
+def _fast_path(group):
+    """Whether ``_ADAM`` takes every argument of ``group`` that ``Adam.step`` passes."""
+    return (_ACCEPTED is not None and not group.get("differentiable")
+            and "beta1" in _ACCEPTED and "beta2" in _ACCEPTED
+            and all(key in _ACCEPTED for key in _GROUP_ARGUMENTS if key in group))
 
 
 class Adam(torch.optim.Adam):
@@ -86,11 +89,7 @@ class Adam(torch.optim.Adam):
 
     def step(self, closure=None):
         """One Adam step, as ``torch.optim.Adam.step`` takes it."""
-        accepted = _adam_arguments()
-        if accepted is None or not hasattr(self, "_init_group") or any(
-                group.get("differentiable")
-                or any(key in _GROUP_ARGUMENTS and key not in accepted for key in group)
-                for group in self.param_groups):
+        if not hasattr(self, "_init_group") or not all(map(_fast_path, self.param_groups)):
             return super().step(closure)
         loss = None
         if closure is not None:
@@ -100,17 +99,17 @@ class Adam(torch.optim.Adam):
             or getattr(self, "_cuda_graph_capture_health_check", None)
         if check is not None:
             check()
+        scaling = {"grad_scale": getattr(self, "grad_scale", None),
+                   "found_inf": getattr(self, "found_inf", None)}
         with torch.no_grad():
             for group in self.param_groups:
                 lists = params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = (
                     [], [], [], [], [], [])
                 has_complex = self._init_group(group, *lists)
                 beta1, beta2 = group["betas"]
-                options = {key: group.get(key, default)
-                           for key, default in _GROUP_ARGUMENTS.items()}
-                options.update(has_complex=has_complex, beta1=beta1, beta2=beta2,
-                               grad_scale=getattr(self, "grad_scale", None),
-                               found_inf=getattr(self, "found_inf", None))
+                options = {key: group[key] for key in _GROUP_ARGUMENTS if key in group}
+                extra = {"has_complex": has_complex, **scaling}
                 _ADAM(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
-                      **{key: value for key, value in options.items() if key in accepted})
+                      beta1=beta1, beta2=beta2, **options,
+                      **{key: value for key, value in extra.items() if key in _ACCEPTED})
         return loss
