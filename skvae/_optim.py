@@ -5,8 +5,9 @@ Every public method of ``torch.optim.Optimizer`` (``add_param_group``,
 wrapped so that ``torch.compile`` leaves it alone, and the wrappers import
 ``torch._dynamo`` on their first call: 2.0-2.4 s on a 2-core machine, in every
 fresh process, whatever the model. That was most of the first fit of a
-process (iris: 2.5 s, the next fits 0.8-1.0 s; ``benchmarks/bench_small_data.py``),
-and of every worker's first fit in a parallel grid search.
+process (iris: 3.4-3.7 s, the same fit again 1.4-1.6 s;
+``benchmarks/bench_small_data.py --parts first``), and of every worker's first
+fit in a parallel grid search.
 
 :class:`Adam` is ``torch.optim.Adam`` with those methods calling the functions
 the wrappers wrap (their ``__wrapped__``, set by ``functools.wraps``), and
