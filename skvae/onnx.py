@@ -177,7 +177,7 @@ def _write_expert_mean(w, module, observed, natural):
     ONNX has no linear solve, so the Cholesky factorization of each row's k x k
     precision and the two triangular solves are written out, one column (one
     unknown) at a time, on (n, k, k) and (n, k, 1) tensors with one-hot
-    constants: about 25 k nodes, the arithmetic of ``torch.cholesky_solve``.
+    constants: about 22 k nodes, the arithmetic of ``torch.cholesky_solve``.
     """
     k, d = module.n_components, module.n_features
     U = module.encoder_loading.weight.detach().cpu().numpy().astype(np.float32)  # (k, d)
@@ -192,37 +192,39 @@ def _write_expert_mean(w, module, observed, natural):
     own = w.node("Reshape", [own, w.shape("shape", [-1, k, 1])])
     precision = w.node("Add", [coupled, w.node("Mul", [own, w.constant("eye", eye)])])
 
-    def column(j):
-        return w.constant("e", eye[:, j:j + 1])                     # (k, 1)
+    zero = w.constant("zero", 0.0)
+    columns = [w.constant("e", eye[:, j:j + 1]) for j in range(k)]   # (k, 1) each
+    rows = [w.constant("e_t", eye[j:j + 1]) for j in range(k)]       # (1, k) each
 
-    def row(j):
-        return w.constant("e_t", eye[j:j + 1])                      # (1, k)
-
-    # Cholesky: L (n, k, k) gains column j; pivots[j] = L[j, j], shape (n, 1, 1)
-    factor, pivots = w.node("Mul", [precision, w.constant("zero", 0.0)]), []
+    # Cholesky: L (n, k, k) gains column j; below[j] = L[j, :j] (row j before its
+    # pivot, (n, 1, k)); pivots[j] = L[j, j], (n, 1, 1)
+    factor, below, pivots = w.node("Mul", [precision, zero]), [], []
     for j in range(k):
-        c = w.node("MatMul", [precision, column(j)])                # (n, k, 1)
+        c = w.node("MatMul", [precision, columns[j]])               # (n, k, 1)
+        below.append(w.node("MatMul", [rows[j], factor]))
         if j:
-            above = w.node("Transpose", [w.node("MatMul", [row(j), factor])], perm=[0, 2, 1])
+            above = w.node("Transpose", [below[j]], perm=[0, 2, 1])
             c = w.node("Sub", [c, w.node("MatMul", [factor, above])])
-        pivot = w.node("Sqrt", [w.node("MatMul", [row(j), c])])
+        pivot = w.node("Sqrt", [w.node("MatMul", [rows[j], c])])
         lower = w.constant("tril", (np.arange(k) >= j).astype(np.float32)[:, None])
         c = w.node("Mul", [w.node("Div", [c, pivot]), lower])
-        factor = w.node("Add", [factor, w.node("MatMul", [c, row(j)])])
+        factor = w.node("Add", [factor, w.node("MatMul", [c, rows[j]])])
         pivots.append(pivot)
-    # L y = b, then L' x = y, each (n, k, 1)
+    # L y = b (y's entries from j on are still 0), then L' x = y, each (n, k, 1)
     b = w.node("Reshape", [natural, w.shape("shape", [-1, k, 1])])
-    y = w.node("Mul", [b, w.constant("zero", 0.0)])
+    y = w.node("Mul", [b, zero])
     for j in range(k):
-        known = w.node("MatMul", [w.node("MatMul", [row(j), factor]), y])
-        value = w.node("Sub", [w.node("MatMul", [row(j), b]), known])
-        y = w.node("Add", [y, w.node("MatMul", [column(j), w.node("Div", [value, pivots[j]])])])
-    x = w.node("Mul", [b, w.constant("zero", 0.0)])
+        value = w.node("Sub", [w.node("MatMul", [rows[j], b]),
+                               w.node("MatMul", [below[j], y])])
+        y = w.node("Add", [y, w.node("MatMul", [columns[j],
+                                                w.node("Div", [value, pivots[j]])])])
+    x = w.node("Mul", [b, zero])
     factor_t = w.node("Transpose", [factor], perm=[0, 2, 1])
     for j in reversed(range(k)):
-        known = w.node("MatMul", [w.node("MatMul", [row(j), factor_t]), x])
-        value = w.node("Sub", [w.node("MatMul", [row(j), y]), known])
-        x = w.node("Add", [x, w.node("MatMul", [column(j), w.node("Div", [value, pivots[j]])])])
+        known = w.node("MatMul", [w.node("MatMul", [rows[j], factor_t]), x])
+        value = w.node("Sub", [w.node("MatMul", [rows[j], y]), known])
+        x = w.node("Add", [x, w.node("MatMul", [columns[j],
+                                                w.node("Div", [value, pivots[j]])])])
     return w.node("Reshape", [x, w.shape("shape", [-1, k])])
 
 
