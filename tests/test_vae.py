@@ -828,6 +828,48 @@ def test_early_stopping_stops_and_restores_the_best_weights(blobs):
     assert not _same_params(_params(est.module_), est.history_[-2, "params"])
 
 
+class RecordModes(Callback):
+    """Records, after every batch, whether it trained and the modes of all submodules."""
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        net.history.record_batch("modes", (training, {m.training for m in net.module_.modules()}))
+
+
+def test_training_batches_run_in_train_mode_and_validation_in_eval_mode(blobs):
+    """skvae sets the submodules' modes from a list made once per network."""
+    X = blobs[0]
+    est = VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=3, n_iter_no_change=5,
+                         callbacks=[RecordModes()], random_state=0).fit(X)
+    modes = [batch["modes"] for epoch in est.history_ for batch in epoch["batches"]]
+    assert {training for training, _ in modes} == {True, False}
+    assert all(seen == {training} for training, seen in modes)
+    assert not any(m.training for m in est.module_.modules())  # as after validation
+
+
+def test_best_weights_are_a_copy_kept_across_improvements(blobs):
+    """The kept weights are copied into the same tensors at each improvement, never
+    a view of the live parameters."""
+    X = blobs[0]
+    est = VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=12, n_iter_no_change=12,
+                         learning_rate=1e-2, batch_size=32, callbacks=[RecordParams()],
+                         init="random", random_state=0)
+    stopper = []
+
+    class Spy(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            callback = dict(net.callbacks_)["early_stopping"]
+            stopper.append({k: v.data_ptr() for k, v in callback.best_weights_.items()})
+            live = {k: v.data_ptr() for k, v in net.module_.state_dict().items()}
+            assert not set(stopper[-1].values()) & set(live.values())
+
+    est.set_params(callbacks=[RecordParams(), Spy()]).fit(X)
+    valid = np.array(est.history_[:, "valid_loss"])
+    assert sum(est.history_[:, "valid_loss_best"]) >= 2  # several improvements
+    assert all(pointers == stopper[0] for pointers in stopper)  # the same tensors
+    best = int(np.argmin(valid))
+    assert _same_params(_params(est.module_), est.history_[best, "params"])
+
+
 def test_early_stopping_waits_for_the_end_of_the_kl_warmup(digits_binary):
     """Regression: the validation loss weights the KL term by beta while training
     ramps it up, so it can rise during the warm-up; early stopping ended such fits
