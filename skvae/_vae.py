@@ -100,9 +100,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: enough epochs for
-        2,000 optimizer steps, and at least 60 (an epoch is two steps on 150
-        rows, 469 on 60,000), resolved at fit as ``max_epochs_``. Early
-        stopping usually ends the fit first.
+        2,000 optimizer steps (4,000 when X has missing entries), and at
+        least 60 (an epoch is two steps on 150 rows, 469 on 60,000),
+        resolved at fit as ``max_epochs_``. Early stopping usually ends the
+        fit first.
 
     batch_size : int, default=128
         Mini-batch size.
@@ -187,8 +188,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     max_epochs_ : int
         The last call's budget in epochs: ``max_epochs`` resolved (``"auto"``
-        is 2,000 optimizer steps, at least 60 epochs, for the training rows of
-        that call), 1 after ``partial_fit``.
+        is 2,000 optimizer steps, 4,000 for rows with missing entries, at
+        least 60 epochs, for the training rows of that call), 1 after
+        ``partial_fit``.
 
     n_iter_no_change_ : int
         The patience of early stopping in epochs: ``n_iter_no_change``

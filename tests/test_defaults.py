@@ -19,7 +19,7 @@ from skvae._likelihoods import VARIANCE_LR_FACTOR
 from skvae._losses import elbo, iwae_bound
 from skvae._module import VAEModule
 from skvae._training import (AUTO_MAX_PATIENCE, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE,
-                             AUTO_PATIENCE_STEPS, AUTO_STEPS,
+                             AUTO_PATIENCE_STEPS, AUTO_STEPS, AUTO_STEPS_MISSING,
                              resolve_max_epochs, resolve_n_iter_no_change)
 
 
@@ -152,6 +152,21 @@ def test_resolved_auto_values_are_public_fitted_attributes(stop_after):
     assert (vae.max_epochs_, vae.n_iter_no_change_) == (3, 4)
     vae.partial_fit(X)  # one epoch, on all the rows
     assert vae.max_epochs_ == 1 and vae.n_iter_no_change_ == 4
+
+
+def test_auto_budget_for_rows_with_holes_is_twice_the_steps(stop_after):
+    assert AUTO_STEPS_MISSING == 2 * AUTO_STEPS
+    assert resolve_max_epochs("auto", 2_560, 128, missing=True) == AUTO_STEPS_MISSING // 20
+    assert resolve_max_epochs("auto", 60_000, 128, missing=True) == AUTO_MIN_EPOCHS
+    assert resolve_max_epochs(7, 2_560, 128, missing=True) == 7
+    X = np.random.RandomState(0).randn(150, 4)  # 135 training rows: 2 steps an epoch
+    X_holes = X.copy()
+    X_holes[::7, 1] = np.nan
+    vae = VAETransformer(1, hidden_layer_sizes=(4,), random_state=0)
+    vae.set_params(callbacks=[stop_after(2)]).fit(X_holes)
+    assert vae.max_epochs_ == AUTO_STEPS_MISSING // 2
+    vae.fit(X)  # complete rows: the budget of complete rows
+    assert vae.max_epochs_ == AUTO_STEPS // 2
 
 
 def test_auto_epochs_without_early_stopping_train_the_whole_budget():
