@@ -61,6 +61,16 @@ MIN_ROUND_DRAWS = 4
 #: Smallest standard deviation of an adapted proposal (latent units).
 MIN_PROPOSAL_STD = 1e-3
 
+#: Default ``n_importance_samples``. The imputations of 100 draws were those of
+#: a noisy estimate: on the 9 data sets of benchmarks/bench_imputation.py (3
+#: masks and models each, MCAR 20 and 50 %), 1,000 antithetic draws lowered the
+#: error of 16 of the 18 rows, by up to 14 % (the Gaussian mixture at 20 %:
+#: 0.0367 -> 0.0316). 300 antithetic draws lower 17 of them and reach most of
+#: that (0.0334 there; digits at 20 %: 0.3594 -> 0.3523, 0.3532 with 1,000), at
+#: 3x the cost of 100, not 10x. The row that rises is iris at 20 % (0.2536 ->
+#: 0.2560, 0.2559 with 1,000): 100 draws were lucky there.
+DEFAULT_IMPORTANCE_SAMPLES = 300
+
 #: The parameters of VAETransformer that are the imputer's too (all but
 #: ``warm_start``: every ``fit`` of an imputer trains a new model).
 _VAE_PARAMS = (
@@ -157,7 +167,7 @@ class _Proposal:
         z = eps.clone()  # the prior's draws are eps itself
         for c, gaussian in enumerate(self.gaussians):
             chosen = which == c
-            z[:, chosen] = gaussian.sample(eps[:, chosen])
+            z[:, chosen] = gaussian.sample(antithetic(eps[:, chosen]))
         out = module.decode(z)
         log_joint = (module.observation.log_prob(x.unsqueeze(1), out, observed)
                      + standard_normal_log_density(z))
@@ -171,6 +181,23 @@ class _Proposal:
         if self.shares[-1] > 0:
             parts.append(standard_normal_log_density(z) + math.log(float(self.shares[-1])))
         return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+def antithetic(eps):
+    """``eps`` (n, K, k) with each odd draw the negative of the draw before it.
+
+    Antithetic pairs: a Gaussian's draws come in pairs mirrored about its mean,
+    so the part of the estimate that is linear in ``z`` has no sampling error
+    (the conditional mean of a nearly linear decoder, most of it). Each draw
+    is still a draw of the Gaussian, so the importance weights are unchanged.
+    With 100 draws on the data of benchmarks/bench_imputation.py it lowered the
+    error of 15 of the 18 MCAR rows (linear Gaussian data at 20 %: 0.1291 ->
+    0.1277, what 1,000 independent draws give: 0.1275).
+    """
+    pairs = eps.shape[1] // 2
+    out = eps.clone()
+    out[:, 1:2 * pairs:2] = -eps[:, 0:2 * pairs:2]
+    return out
 
 
 def _is_nan(value):
@@ -207,9 +234,10 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         p(x_mis | x_obs) (resampled importance samples, then the likelihood),
         so that repeated calls give multiple imputations.
 
-    n_importance_samples : int, default=100
-        Posterior draws per row with a missing entry. More gives a better
-        estimate of the conditional mean, at a cost linear in it.
+    n_importance_samples : int, default=300
+        Posterior draws per row with a missing entry, in antithetic pairs.
+        More gives a better estimate of the conditional mean, at a cost
+        linear in it.
 
     add_indicator : bool, default=False
         Append a :class:`~sklearn.impute.MissingIndicator` of the features
@@ -285,7 +313,7 @@ validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
         *,
         missing_values=np.nan,
         sample_posterior=False,
-        n_importance_samples=100,
+        n_importance_samples=DEFAULT_IMPORTANCE_SAMPLES,
         add_indicator=False,
         keep_empty_features=False,
         n_components=8,

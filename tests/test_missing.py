@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 
 from skvae import VAEImputer, VAETransformer
 from skvae._em import fit_linear_gaussian_missing
+from skvae._impute import _Gaussian, _Proposal, antithetic
 from skvae._likelihoods import LIKELIHOODS
 from skvae._losses import elbo
 from skvae._module import split_missing
@@ -354,6 +355,39 @@ def test_imputation_is_the_conditional_mean_of_the_model(holes):
         precision = np.eye(2) + W[o].T @ (W[o] / psi[o, None])
         z = np.linalg.solve(precision, W[o].T @ ((x[o] - b[o]) / psi[o]))
         assert_allclose(values[~o], W[~o] @ z + b[~o], atol=0.02)
+
+
+def test_antithetic_draws_come_in_mirrored_pairs():
+    eps = torch.randn(3, 7, 2, generator=torch.Generator().manual_seed(0))
+    before = eps.clone()
+    out = antithetic(eps)
+    assert_array_equal(eps, before)  # the input is left as it was
+    assert_array_equal(out[:, 0:6:2], eps[:, 0:6:2])
+    assert_array_equal(out[:, 1:6:2], -eps[:, 0:6:2])
+    assert_array_equal(out[:, 6], eps[:, 6])  # an odd draw out keeps its value
+
+
+def test_each_proposal_gaussian_draws_pairs_about_its_mean(fitted_on_holes, holes):
+    """The imputer's proposals: each Gaussian's draws are mirrored about its mean,
+    the prior's are the noise as given, and the weights use the mixture density."""
+    _, X_missing, _ = holes
+    module = fitted_on_holes.module_
+    x = torch.as_tensor((X_missing[:5] - fitted_on_holes.mean_) / fitted_on_holes.scale_,
+                        dtype=torch.float32)
+    x, observed = split_missing(x)
+    mu = torch.randn(5, 1, module.n_components, generator=torch.Generator().manual_seed(1))
+    gaussian = _Gaussian(mu, std=torch.full_like(mu, 0.5))
+    proposal = _Proposal(gaussian)
+    eps = torch.randn(5, 20, module.n_components, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        z, _, log_joint = proposal.draws(module, x, observed, eps)
+    n_gaussian = int(round(proposal.shares[0].item() * 20))
+    assert n_gaussian == 18  # 10 % from the prior
+    pairs = z[:, :n_gaussian].reshape(5, n_gaussian // 2, 2, -1)
+    assert_allclose((pairs[:, :, 0] + pairs[:, :, 1]) / 2,
+                    mu.expand(5, n_gaussian // 2, -1), atol=1e-6)
+    assert_array_equal(z[:, n_gaussian:], eps[:, n_gaussian:])
+    assert torch.isfinite(log_joint).all() and torch.isfinite(proposal.log_density(z)).all()
 
 
 def test_models_with_holes_round_trip(holes, fitted_on_holes, imputer):
