@@ -8,7 +8,8 @@ with ``z_k ~ r(z)`` and weights ``w_k`` proportional to
 ``p(x_obs | z_k) p(z_k) / r(z_k)``, ``E[x_mis | x_obs] ~ sum_k w_k E[x_mis | z_k]``.
 The proposal ``r`` mixes the encoder's posterior and, for the Gaussian
 likelihood, the full-covariance posterior of the decoder's linear part, both
-widened, with the prior; a second round adapts to the first's weighted draws. With ``sample_posterior=True``
+widened, with the prior, each Gaussian's draws in antithetic pairs; a second
+round adapts to the first's weighted draws. With ``sample_posterior=True``
 one ``z_k`` is drawn by those weights (sampling importance resampling) and the
 missing entries from ``p(x_mis | z_k)``: a draw from the posterior predictive,
 for multiple imputation.

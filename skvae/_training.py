@@ -49,6 +49,8 @@ AUTO_STEPS, AUTO_MIN_EPOCHS = 2_000, 60
 #: Gaussian mixture and the nonlinear factors, 250 of 250 epochs, their best
 #: epoch among the last 30). Fits that stop early stop as before.
 AUTO_STEPS_MISSING = 4_000
+#: ... and twice the patience, in steps and in its upper bound in epochs
+MISSING_PATIENCE_FACTOR = 2
 #: ``n_iter_no_change="auto"``: this many steps of patience, at least
 #: AUTO_MIN_PATIENCE epochs, so that the noise of a small data set's first
 #: epochs (a few steps each) does not stop it, and at most AUTO_MAX_PATIENCE
@@ -149,19 +151,21 @@ def resolve_max_epochs(max_epochs, n_rows, batch_size, missing=False):
 
 
 def resolve_n_iter_no_change(n_iter_no_change, n_rows, batch_size,
-                             max_patience=AUTO_MAX_PATIENCE):
+                             max_patience=AUTO_MAX_PATIENCE, missing=False):
     """The patience in epochs: ``"auto"`` is :data:`AUTO_PATIENCE_STEPS` steps.
 
     At least :data:`AUTO_MIN_PATIENCE` epochs and at most ``max_patience``
     (see :data:`AUTO_MAX_PATIENCE`; None: no upper bound, the rule that
     models saved in formats before 5 were trained with); an int is returned
-    as it is.
+    as it is. Training rows with missing entries (``missing``) get
+    :data:`MISSING_PATIENCE_FACTOR` times the steps and the upper bound.
     """
     if n_iter_no_change != "auto":
         return int(n_iter_no_change)
-    patience = math.ceil(AUTO_PATIENCE_STEPS / steps_per_epoch(n_rows, batch_size))
+    factor = MISSING_PATIENCE_FACTOR if missing else 1
+    patience = math.ceil(factor * AUTO_PATIENCE_STEPS / steps_per_epoch(n_rows, batch_size))
     if max_patience is not None:
-        patience = min(patience, max_patience)
+        patience = min(patience, factor * max_patience)
     return max(AUTO_MIN_PATIENCE, patience)
 
 
@@ -329,10 +333,12 @@ def train(params, X, *, epochs, incremental, device, previous=None):
         init = None
 
     max_epochs = resolve_max_epochs(epochs, len(data), p["batch_size"], missing=missing)
-    patience = resolve_n_iter_no_change(p["n_iter_no_change"], len(data), p["batch_size"])
+    patience = resolve_n_iter_no_change(p["n_iter_no_change"], len(data), p["batch_size"],
+                                        missing=missing)
     # until an epoch beats the starting weights, "auto" waits its 500 steps in full
     start_patience = resolve_n_iter_no_change(p["n_iter_no_change"], len(data),
-                                              p["batch_size"], max_patience=None)
+                                              p["batch_size"], max_patience=None,
+                                              missing=missing)
     net = build_net(module, p, streams, device, max_epochs=max_epochs, valid=valid,
                     n_iter_no_change=patience if valid is not None else None,
                     start_patience=start_patience, missing=missing,

@@ -129,8 +129,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         epoch) are not stopped by the noise of their first epochs, and, once
         an epoch has improved on the weights training started from, at most
         40 epochs, so that they do not wait hundreds of passes over the same
-        rows either; resolved at fit as ``n_iter_no_change_`` (the bounded
-        value).
+        rows either; twice both (1,000 steps, at most 80 epochs) when X has
+        missing entries. Resolved at fit as ``n_iter_no_change_`` (the
+        bounded value).
 
     device : str, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
