@@ -50,7 +50,7 @@ print(f"{missing.mean():.1%} of the entries missing, "
 # --------------
 # Each is fitted on the data with holes and fills them (``fit_transform``).
 # ``VAEImputer`` takes every :class:`~skvae.VAETransformer` parameter; here the
-# defaults (8 latent dimensions, 100 importance samples per row).
+# defaults (8 latent dimensions, 300 importance samples per row in antithetic pairs).
 imputers = {
     "mean (SimpleImputer)": SimpleImputer(strategy="mean"),
     "IterativeImputer": IterativeImputer(max_iter=20, random_state=0),
