@@ -42,15 +42,14 @@ from ._utils import adam_options, derive_seed, make_generator, make_seed
 #: ``max_epochs="auto"``: epochs for this many optimizer steps, and at least
 #: AUTO_MIN_EPOCHS (an epoch is two steps on 150 rows, 469 on 60,000)
 AUTO_STEPS, AUTO_MIN_EPOCHS = 2_000, 60
-#: ``max_epochs="auto"`` for training rows with missing entries: twice the steps.
-#: A row with holes gives each step part of its information, and the encoder
-#: learns every pattern of holes as well as the rows; the fits that reach 2,000
-#: steps were still improving there (benchmarks/bench_imputation.py: the
-#: Gaussian mixture and the nonlinear factors, 250 of 250 epochs, their best
-#: epoch among the last 30). Fits that stop early stop as before.
-AUTO_STEPS_MISSING = 4_000
-#: ... and twice the patience, in steps and in its upper bound in epochs
-MISSING_PATIENCE_FACTOR = 2
+#: Training rows with missing entries get this many times the ``"auto"`` budget
+#: and patience (in steps and in the patience's bound in epochs). A row with
+#: holes gives each step part of its information, and the encoder learns every
+#: pattern of holes as well as the rows; with 2,000 steps the Gaussian mixture
+#: and the nonlinear factors of benchmarks/bench_imputation.py stopped at 250
+#: of 250 epochs, their best epoch among the last 30, and with 40 epochs of
+#: patience the mixture stopped at 254-337 of 500 while it could still improve.
+MISSING_DATA_FACTOR = 2
 #: ``n_iter_no_change="auto"``: this many steps of patience, at least
 #: AUTO_MIN_PATIENCE epochs, so that the noise of a small data set's first
 #: epochs (a few steps each) does not stop it, and at most AUTO_MAX_PATIENCE
@@ -141,12 +140,13 @@ def steps_per_epoch(n_rows, batch_size):
 def resolve_max_epochs(max_epochs, n_rows, batch_size, missing=False):
     """``max_epochs`` in epochs: ``"auto"`` is :data:`AUTO_STEPS` optimizer steps.
 
-    :data:`AUTO_STEPS_MISSING` when the training rows have missing entries
-    (``missing``). At least :data:`AUTO_MIN_EPOCHS`; an int is returned as it is.
+    :data:`MISSING_DATA_FACTOR` times that when the training rows have missing
+    entries (``missing``). At least :data:`AUTO_MIN_EPOCHS`; an int is returned
+    as it is.
     """
     if max_epochs != "auto":
         return int(max_epochs)
-    steps = AUTO_STEPS_MISSING if missing else AUTO_STEPS
+    steps = AUTO_STEPS * (MISSING_DATA_FACTOR if missing else 1)
     return max(AUTO_MIN_EPOCHS, math.ceil(steps / steps_per_epoch(n_rows, batch_size)))
 
 
@@ -158,11 +158,11 @@ def resolve_n_iter_no_change(n_iter_no_change, n_rows, batch_size,
     (see :data:`AUTO_MAX_PATIENCE`; None: no upper bound, the rule that
     models saved in formats before 5 were trained with); an int is returned
     as it is. Training rows with missing entries (``missing``) get
-    :data:`MISSING_PATIENCE_FACTOR` times the steps and the upper bound.
+    :data:`MISSING_DATA_FACTOR` times the steps and the upper bound.
     """
     if n_iter_no_change != "auto":
         return int(n_iter_no_change)
-    factor = MISSING_PATIENCE_FACTOR if missing else 1
+    factor = MISSING_DATA_FACTOR if missing else 1
     patience = math.ceil(factor * AUTO_PATIENCE_STEPS / steps_per_epoch(n_rows, batch_size))
     if max_patience is not None:
         patience = min(patience, factor * max_patience)

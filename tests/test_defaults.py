@@ -19,8 +19,8 @@ from skvae._likelihoods import VARIANCE_LR_FACTOR
 from skvae._losses import elbo, iwae_bound
 from skvae._module import VAEModule
 from skvae._training import (AUTO_MAX_PATIENCE, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE,
-                             AUTO_PATIENCE_STEPS, AUTO_STEPS, AUTO_STEPS_MISSING,
-                             MISSING_PATIENCE_FACTOR, resolve_max_epochs, resolve_n_iter_no_change)
+                             AUTO_PATIENCE_STEPS, AUTO_STEPS, MISSING_DATA_FACTOR,
+                             resolve_max_epochs, resolve_n_iter_no_change)
 
 
 def _factor_model(n, seed=0, d=10, k=3):
@@ -155,8 +155,8 @@ def test_resolved_auto_values_are_public_fitted_attributes(stop_after):
 
 
 def test_auto_budget_and_patience_for_rows_with_holes_are_doubled(stop_after):
-    assert AUTO_STEPS_MISSING == 2 * AUTO_STEPS
-    assert resolve_max_epochs("auto", 2_560, 128, missing=True) == AUTO_STEPS_MISSING // 20
+    assert MISSING_DATA_FACTOR == 2
+    assert resolve_max_epochs("auto", 2_560, 128, missing=True) == 2 * AUTO_STEPS // 20
     assert resolve_max_epochs("auto", 60_000, 128, missing=True) == AUTO_MIN_EPOCHS
     assert resolve_max_epochs(7, 2_560, 128, missing=True) == 7
     X = np.random.RandomState(0).randn(150, 4)  # 135 training rows: 2 steps an epoch
@@ -164,14 +164,14 @@ def test_auto_budget_and_patience_for_rows_with_holes_are_doubled(stop_after):
     X_holes[::7, 1] = np.nan
     vae = VAETransformer(1, hidden_layer_sizes=(4,), random_state=0)
     vae.set_params(callbacks=[stop_after(2)]).fit(X_holes)
-    assert vae.max_epochs_ == AUTO_STEPS_MISSING // 2
-    assert vae.n_iter_no_change_ == MISSING_PATIENCE_FACTOR * AUTO_MAX_PATIENCE
+    assert vae.max_epochs_ == 2 * AUTO_STEPS // 2
+    assert vae.n_iter_no_change_ == 2 * AUTO_MAX_PATIENCE
     vae.fit(X)  # complete rows: the budget and patience of complete rows
     assert vae.max_epochs_ == AUTO_STEPS // 2
     assert vae.n_iter_no_change_ == AUTO_MAX_PATIENCE
     # the patience in steps doubles too, below the bound in epochs
     assert resolve_n_iter_no_change("auto", 2_560, 128, missing=True) == \
-        MISSING_PATIENCE_FACTOR * AUTO_PATIENCE_STEPS // 20
+        2 * AUTO_PATIENCE_STEPS // 20
     assert resolve_n_iter_no_change(7, 2_560, 128, missing=True) == 7
 
 
