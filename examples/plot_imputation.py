@@ -50,7 +50,8 @@ print(f"{missing.mean():.1%} of the entries missing, "
 # --------------
 # Each is fitted on the data with holes and fills them (``fit_transform``).
 # ``VAEImputer`` takes every :class:`~skvae.VAETransformer` parameter; here the
-# defaults (8 latent dimensions, 300 importance samples per row in antithetic pairs).
+# defaults (``n_components="auto"``: 15 latent dimensions for these 30 features;
+# 300 importance samples per row in antithetic pairs).
 imputers = {
     "mean (SimpleImputer)": SimpleImputer(strategy="mean"),
     "IterativeImputer": IterativeImputer(max_iter=20, random_state=0),

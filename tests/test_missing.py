@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 
 from skvae import VAEImputer, VAETransformer
 from skvae._em import fit_linear_gaussian_missing
-from skvae._impute import _Gaussian, _Proposal, antithetic
+from skvae._impute import _Gaussian, _Proposal, antithetic, resolve_n_components
 from skvae._likelihoods import LIKELIHOODS
 from skvae._losses import elbo
 from skvae._module import split_missing
@@ -333,6 +333,27 @@ def test_imputer_has_the_vae_parameters():
         if name in ("warm_start", "n_components"):
             continue
         assert imputer_params[name] == value, name
+
+
+@pytest.mark.parametrize("n_features, n_components, expected", [
+    (3, "auto", 3), (8, "auto", 8), (12, "auto", 8), (17, "auto", 8), (20, "auto", 10),
+    (30, "auto", 15), (64, "auto", 16), (784, "auto", 16), (5, 8, 5), (30, 4, 4),
+])
+def test_auto_n_components_grows_with_the_width_of_the_table(n_features, n_components,
+                                                              expected):
+    assert resolve_n_components(n_components, n_features) == expected
+
+
+def test_imputer_model_has_the_resolved_n_components():
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 20)
+    X[rng.rand(*X.shape) < 0.2] = np.nan
+    X[:, 0] = np.nan  # empty: not modelled, so 19 features -> 9 components
+    imp = VAEImputer(hidden_layer_sizes=(), max_epochs=1, random_state=0).fit(X)
+    assert imp.n_components == "auto"
+    assert imp.estimator_.n_components == 9
+    with pytest.raises(ValueError, match="n_components"):
+        VAEImputer(n_components="many").fit(X)
 
 
 def test_imputation_is_the_conditional_mean_of_the_model(holes):
