@@ -11,7 +11,8 @@ skorch, so a skorch release that changes one fails loudly): ``get_loss``,
 ``train_step_single``, ``validation_step``, ``get_default_callbacks``, and, for
 speed, ``train_step`` (no optimizer closure), ``run_single_epoch`` (which reads the
 batch losses off the GPU once per epoch instead of once per batch) and ``notify``
-(which skips the callbacks that do not implement a hook). Early stopping is
+(which skips the callbacks that do not implement a hook), and ``on_train_begin``
+and ``on_train_end`` (the moving average of the weights). Early stopping is
 skvae's own callback, so no private state of skorch's ``EarlyStopping`` is read.
 """
 
@@ -27,6 +28,7 @@ from skorch.utils import TeeGenerator
 from ._data import batch_rows
 from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
 from ._module import fill_missing, split_missing
+from ._optim import WeightAverage
 
 #: Standard deviation of the noise added to the encoder's input in training, as
 #: a multiple of the likelihood's own per-feature standard deviation (0: none).
@@ -49,6 +51,8 @@ SKORCH_HOOKS = {
     "train_step": "(self, batch, **fit_params)",
     "train_step_single": "(self, batch, **fit_params)",
     "validation_step": "(self, batch, **fit_params)",
+    "on_train_begin": "(self, net, X=None, y=None, **kwargs)",
+    "on_train_end": "(self, net, X=None, y=None, **kwargs)",
 }
 
 
@@ -234,6 +238,10 @@ class VAENet(NeuralNet):
         then every batch is split into values and a mask of the observed
         entries, and the ELBO covers the observed ones. Known once per fit, so
         complete data pay nothing for it.
+    average_weights : bool, default=False
+        Whether to validate, keep and end with a moving average of the weights
+        training visits (:class:`~skvae._optim.WeightAverage`) instead of the
+        weights themselves; training itself steps from the latter.
     loss_offset : float, default=0.0
         Added to every loss the history records (``train_loss``,
         ``valid_loss``, per batch and per epoch), in float64: ``sum(log(scale))``
@@ -247,9 +255,10 @@ class VAENet(NeuralNet):
 
     def __init__(self, module, *, beta=1.0, kl_warmup_epochs=0, n_iter_no_change=None,
                  start_patience=None, noise_generator=None, valid_noise=None, missing=False,
-                 loss_offset=0.0, **kwargs):
+                 loss_offset=0.0, average_weights=False, **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
         self.missing = missing
+        self.average_weights = average_weights
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
         self.n_iter_no_change = n_iter_no_change
@@ -310,6 +319,9 @@ class VAENet(NeuralNet):
         """
         if iterator is None:
             return
+        average = self.__dict__.get("weight_average_")
+        if average is not None:  # validation sees the averaged weights
+            average.use(not training)
         offset = float(self.loss_offset)
         per_batch = bool(self._listeners("on_batch_end"))
         # one preallocated buffer: 0-d tensors kept alive between the batches'
@@ -395,7 +407,22 @@ class VAENet(NeuralNet):
                         named_parameters=TeeGenerator(self.get_all_learnable_params()),
                         batch=batch, training=True)
         self.optimizer_.step()
+        average = self.__dict__.get("weight_average_")
+        if average is not None:
+            average.update()
         return step
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        # the average starts at the weights training starts from
+        self.weight_average_ = WeightAverage(self.module_) if self.average_weights else None
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        # before the callbacks' on_train_end (notify calls the net first): the
+        # module ends with the averaged weights, unless early stopping then
+        # restores those of a better epoch (averaged ones too)
+        average = self.__dict__.pop("weight_average_", None)
+        if average is not None:
+            average.use(True)
 
     def train_step_single(self, batch, **fit_params):
         if not self.module_.training:  # once an epoch, after validation

@@ -114,3 +114,67 @@ class Adam(torch.optim.Adam):
                       beta1=beta1, beta2=beta2, **options,
                       **{key: value for key, value in extra.items() if key in _ACCEPTED})
         return loss
+
+
+#: Decay of :class:`WeightAverage`, at most: the average's horizon grows with
+#: the steps taken (about the last tenth of them) up to 100 steps. Measured on
+#: benchmarks/bench_quality.py (26 rows, 3 seeds): every mean held-out score
+#: the same or higher than with the last weights, up to 13.6 nats per image on
+#: 5,000 MNIST images at k=16 and 3.1 on the swiss roll at k=2, seed spreads
+#: smaller (MNIST at k=2: 12.3 -> 4.0 nats); 0.995 lagged behind the MNIST
+#: fits still improving at their budget (-1985.8 against -1965.8 at k=2).
+AVERAGING_DECAY = 0.99
+
+
+class WeightAverage:
+    """An exponential moving average of a module's parameters (Polyak averaging).
+
+    After step ``t`` of training the average moves towards the parameters by
+    ``1 - decay`` with ``decay = min(AVERAGING_DECAY, (1 + t) / (10 + t))``
+    (the warm-up of TensorFlow's ``ExponentialMovingAverage``), so that early
+    on it follows the fast-moving weights closely. The average of the noisy
+    iterates of a stochastic optimizer lies nearer the optimum than its last
+    iterate (Polyak & Juditsky 1992): skvae validates, keeps and returns the
+    averaged weights, and trains the others.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Its parameters are averaged; their values at construction start the
+        average.
+
+    Attributes
+    ----------
+    steps : int
+        Updates so far.
+    in_module : bool
+        Whether the module holds the averaged weights (and the average the
+        trained ones) now: :meth:`use` swaps them.
+    """
+
+    def __init__(self, module):
+        self.params = [param for param in module.parameters()]
+        self.other = [param.detach().clone() for param in self.params]
+        self.steps = 0
+        self.in_module = False
+
+    def update(self):
+        """Move the average towards the module's current (trained) parameters."""
+        if self.in_module:
+            raise RuntimeError("update() while the module holds the averaged weights")
+        self.steps += 1
+        decay = min(AVERAGING_DECAY, (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.other, [param.detach() for param in self.params],
+                                 1.0 - decay)
+
+    def use(self, averaged):
+        """Put the averaged (True) or the trained (False) weights into the module."""
+        if averaged == self.in_module:
+            return
+        with torch.no_grad():
+            for param, other in zip(self.params, self.other):
+                held = param.detach().clone()
+                param.copy_(other)
+                other.copy_(held)
+        self.in_module = averaged

@@ -118,7 +118,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         has not improved for ``n_iter_no_change`` epochs, then restore the
         weights of the best epoch. The held-out loss uses the full ``beta``;
         epochs of the KL warm-up neither count towards the patience nor
-        compete for the best weights.
+        compete for the best weights. The weights validated and kept are a
+        moving average of those training visits (Polyak averaging, over about
+        the last tenth of the steps and at most the last 100), which hold out
+        better than the last weights of a noisy optimizer. Without early
+        stopping, and in ``partial_fit``, the weights are those trained.
 
     validation_fraction : float, default=0.1
         Share of X held out when ``early_stopping=True``.

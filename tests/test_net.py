@@ -18,6 +18,7 @@ from skorch.history import History
 from skvae._data import BatchIterator, TrainingData
 from skvae._losses import RowNoise, elbo
 from skvae._module import VAEModule
+from skvae._optim import AVERAGING_DECAY
 from skvae._net import (ENCODER_INPUT_NOISE, SKORCH_HOOKS, FiniteLossCheck, KLWarmup,
                         NegativeELBO, VAENet, WarmupEarlyStopping, _interactive,
                         mean_latent_kl)
@@ -591,3 +592,47 @@ def test_sparse_batches_are_standardized_without_touching_the_stored_rows():
         assert_allclose(data.take(slice(0, 30)).numpy(), expected, rtol=1e-6, atol=1e-6)
         rows = torch.tensor([3, 0, 29])
         assert_allclose(data.take(rows).numpy(), expected[[3, 0, 29]], rtol=1e-6, atol=1e-6)
+
+
+class _ManualAverage(Callback):
+    """The warmed-up exponential average of the weights after each training step."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.steps, self.average = 0, [p.detach().clone() for p in net.module_.parameters()]
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.steps += 1
+            decay = min(AVERAGING_DECAY, (1 + self.steps) / (10 + self.steps))
+            self.average = [decay * a + (1 - decay) * p.detach()
+                            for a, p in zip(self.average, net.module_.parameters())]
+
+
+def test_averaged_weights_are_validated_and_kept_without_changing_the_steps():
+    """Training steps from the trained weights; validation and the end see their average."""
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+    manual = _ManualAverage()
+    plain = _net(train_split=lambda dataset: (dataset, valid), max_epochs=4,
+                 callbacks=[manual]).fit(train)
+    averaged = _net(train_split=lambda dataset: (dataset, valid), max_epochs=4,
+                    average_weights=True).fit(train)
+    # the same training steps: the same training losses, batch by batch
+    assert averaged.history[:, "batches", :, "train_loss"] == \
+        plain.history[:, "batches", :, "train_loss"]
+    # the module ends with the average of the trained weights
+    for p, a in zip(averaged.module_.parameters(), manual.average):
+        torch.testing.assert_close(p.detach(), a)
+    assert not all(torch.equal(p, q) for p, q in zip(averaged.module_.parameters(),
+                                                     plain.module_.parameters()))
+    # whose held-out loss is the one the last epoch recorded
+    assert averaged.validation_loss(valid) == pytest.approx(averaged.history[-1, "valid_loss"])
+    assert averaged.history[-1, "valid_loss"] != plain.history[-1, "valid_loss"]
+    assert "weight_average_" not in averaged.__dict__  # nothing kept after the fit
+
+
+def test_early_stopping_keeps_the_best_averaged_weights():
+    train, valid = _data(60, rows=torch.arange(45)), _data(60, rows=torch.arange(45, 60))
+    net = _net(train_split=lambda dataset: (dataset, valid), max_epochs=60,
+               n_iter_no_change=3, average_weights=True).fit(train)
+    losses = net.history[:, "valid_loss"]
+    assert net.validation_loss(valid) == pytest.approx(min(losses))

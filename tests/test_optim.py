@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-from skvae._optim import Adam
+from skvae._optim import AVERAGING_DECAY, Adam, WeightAverage
 from skvae._utils import adam_options
 
 
@@ -102,3 +102,44 @@ def test_a_fit_imports_neither_dynamo_nor_sympy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ------------------------------------------------------------- weight averaging
+
+def test_weight_average_follows_the_warmed_up_exponential_average():
+    model, _ = _model_and_batches()
+    start = [p.detach().clone() for p in model.parameters()]
+    average = WeightAverage(model)
+    expected = [p.clone() for p in start]
+    for t in range(1, 6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        average.update()
+        decay = min(AVERAGING_DECAY, (1 + t) / (10 + t))
+        expected = [decay * e + (1 - decay) * p.detach()
+                    for e, p in zip(expected, model.parameters())]
+    trained = [p.detach().clone() for p in model.parameters()]
+    average.use(True)  # the module gets the average, the average keeps the trained weights
+    for p, e in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e)
+    assert not any(torch.equal(p.detach(), t) for p, t in zip(model.parameters(), trained))
+    average.use(True)  # a second call changes nothing
+    for p, e in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e)
+    with pytest.raises(RuntimeError, match="averaged weights"):
+        average.update()
+    average.use(False)  # back to the trained weights, bit for bit
+    for p, t in zip(model.parameters(), trained):
+        assert torch.equal(p.detach(), t)
+
+
+def test_weight_average_of_constant_weights_is_those_weights():
+    model, _ = _model_and_batches()
+    before = [p.detach().clone() for p in model.parameters()]
+    average = WeightAverage(model)
+    for _ in range(50):
+        average.update()
+    average.use(True)
+    for p, b in zip(model.parameters(), before):
+        torch.testing.assert_close(p.detach(), b)
