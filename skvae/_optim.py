@@ -165,8 +165,7 @@ class WeightAverage:
         self.steps += 1
         decay = min(AVERAGING_DECAY, (1 + self.steps) / (10 + self.steps))
         with torch.no_grad():
-            torch._foreach_lerp_(self.other, [param.detach() for param in self.params],
-                                 1.0 - decay)
+            torch._foreach_lerp_(self.other, self.params, 1.0 - decay)
 
     def use(self, averaged):
         """Put the averaged (True) or the trained (False) weights into the module."""
