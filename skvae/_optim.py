@@ -137,6 +137,13 @@ class WeightAverage:
     iterate (Polyak & Juditsky 1992): skvae validates, keeps and returns the
     averaged weights, and trains the others.
 
+    ``torch.optim.swa_utils.AveragedModel`` (with ``get_ema_multi_avg_fn``)
+    keeps the average in a deep copy of the module, at a fixed decay from its
+    first update; skorch validates and early stopping copies ``module_``, so
+    here the average is swapped into the module instead (:meth:`use`), and the
+    decay warms up with the steps, as the small tables' fits are a few hundred
+    steps long.
+
     Parameters
     ----------
     module : torch.nn.Module
