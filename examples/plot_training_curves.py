@@ -51,17 +51,20 @@ axes[0].set_ylim(top=160)
 # the curves begin low and fall slowly as the nonlinear part is learned. Left:
 # the validation loss falls more slowly than the training loss (the gap is
 # over-fitting) and flattens out; 10 epochs without a new best ended the fit,
-# with the best epoch's weights kept. Middle: a patience of 2 stops at the
-# first small bump of the validation curve, too early: its held-out score is a
-# few nats worse. Right: during the 30 warm-up epochs (grey band) the training
-# loss weights the KL term by less than 1, so the curves jump apart and the
-# validation loss (always with the full weight, ``beta``) first rises above the
-# linear start, to about 120 nats; early stopping only starts watching when the
-# warm-up is over. This fit was then also ended by early stopping, 46 epochs
-# (the default patience here) after its best epoch, and scored within a nat of
-# the left one, with this seed; one seed is not a comparison of settings (see
-# the spread that ``python -m skvae.demo`` prints).
+# with the best epoch's weights kept. Middle: a patience of 2 stops a few
+# epochs earlier with about the same held-out score: the validation loss is
+# that of a moving average of the weights (see "The defaults" in the
+# documentation), a smooth curve whose small bumps are rare. Right: during the
+# 30 warm-up epochs (grey band) the training loss weights the KL term by less
+# than 1, so the curves jump apart and the validation loss (always with the
+# full weight, ``beta``) first rises above the linear start, to about 116 nats;
+# early stopping only starts watching when the warm-up is over. This fit was
+# then also ended by early stopping, 40 epochs (the default patience here)
+# after its best epoch, and scored within a nat of the left one, with this
+# seed; one seed is not a comparison of settings (see the spread that
+# ``python -m skvae.demo`` prints).
 #
 # The training loss is averaged over an epoch's mini-batches while the weights
-# change, the validation loss is computed with the end-of-epoch weights: small
-# differences between the two are not over-fitting.
+# change, with the weights the optimizer steps from; the validation loss is
+# computed at the end of the epoch with their moving average, the weights a fit
+# keeps: small differences between the two are not over-fitting.

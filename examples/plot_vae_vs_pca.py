@@ -42,7 +42,7 @@ print(report.drop(columns=["recall_macro", "transform_seconds"]).to_string(
 fig = plot_comparison(report)
 
 # %%
-# The figure: the VAE's held-out log-likelihood is 68-77 nats per image above
+# The figure: the VAE's held-out log-likelihood is 69-81 nats per image above
 # PCA's at every size (the IWAE estimate, dashed, a few nats higher still), and
 # it reconstructs better at every size; its 2-D codes classify more accurately
 # (accuracy and macro F1; PCA's 2-D codes have the higher ROC AUC). At 16
