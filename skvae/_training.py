@@ -345,7 +345,6 @@ def train(params, X, *, epochs, incremental, device, previous=None):
     net = build_net(module, p, streams, device, max_epochs=max_epochs, valid=valid,
                     n_iter_no_change=patience if valid is not None else None,
                     start_patience=start_patience, missing=missing,
-                    average_weights=valid is not None,
                     # the history's losses in the units of X, as -score: the change
                     # of variables of standardization adds sum(log(scale)) over a
                     # row's observed features (0 for bernoulli); scale is fixed at
@@ -392,7 +391,7 @@ def build_module(n_features, params, generator, missing_inputs=False):
 
 
 def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_change,
-              start_patience=None, missing=False, loss_offset=0.0, average_weights=False):
+              start_patience=None, missing=False, loss_offset=0.0):
     """The skorch net of one training call: the estimator's parameters, prefixed.
 
     Parameters
@@ -408,6 +407,11 @@ def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_c
         The call's budget in epochs, resolved.
     valid : TrainingData or None
         The held-out rows; None trains on all rows without early stopping.
+        With held-out rows the net validates, keeps and ends with a moving
+        average of the weights (``average_weights`` of
+        :class:`~skvae._net.VAENet`); without them (``partial_fit``: one
+        epoch, often one step, resumed by the next call) it keeps the weights
+        trained, so that a first ``partial_fit`` is a one-epoch fit.
     n_iter_no_change : int or None
         Patience of early stopping in epochs; None: no early stopping.
     start_patience : int or None
@@ -416,11 +420,6 @@ def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_c
         Whether the rows have missing entries (NaN).
     loss_offset : float
         See :class:`~skvae._net.VAENet`.
-    average_weights : bool, default=False
-        See :class:`~skvae._net.VAENet`. A fit with early stopping averages;
-        one without it and ``partial_fit`` (one epoch, often one step, resumed
-        by the next call) train and keep the weights themselves, so that a
-        first ``partial_fit`` is a one-epoch fit.
     """
     return VAENet(
         module,
@@ -432,7 +431,7 @@ def build_net(module, params, streams, device, *, max_epochs, valid, n_iter_no_c
         valid_noise=streams.scoring_noise(module.n_components),
         missing=missing,
         loss_offset=loss_offset,
-        average_weights=average_weights,
+        average_weights=valid is not None,
         callbacks=copy.deepcopy(params["callbacks"]) or [],
         optimizer=Adam,
         lr=params["learning_rate"],
