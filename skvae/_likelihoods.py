@@ -225,7 +225,8 @@ class GaussianLikelihood(nn.Module):
 
     def set_variance(self, variance):
         """Set the learned variances (standardized units), at least their floor."""
-        variance = torch.as_tensor(variance, dtype=torch.float64)
+        variance = torch.as_tensor(variance, dtype=torch.float64,
+                                   device=self.variance_floor.device)
         floor = self.variance_floor.to(torch.float64)
         excess = (variance - floor).clamp_min(self.min_variance * 1e-3)
         with torch.no_grad():
@@ -262,7 +263,8 @@ class GaussianLikelihood(nn.Module):
             below ``min_variance``. The learned variances keep their values
             where they are above it.
         """
-        step = torch.as_tensor(np.asarray(resolution, dtype=np.float64))
+        step = torch.as_tensor(np.asarray(resolution, dtype=np.float64),
+                               device=self.variance_floor.device)
         with torch.no_grad():
             variance = self.log_variance().to(torch.float64).exp()
             floor = (step.square() / 12).clamp(max=1.0).clamp_min(self.min_variance)

@@ -254,7 +254,7 @@ def test_continuous_data_keep_the_small_floor(factor_data):
 
 def test_the_floor_keeps_score_equivariant_to_units(digits):
     X = digits[0]
-    params = dict(hidden_layer_sizes=(16,), max_epochs=5, random_state=0)
+    params = dict(hidden_layer_sizes=(16,), max_epochs=5, random_state=0, device="cpu")
     a = VAETransformer(2, **params).fit(X)
     b = VAETransformer(2, **params).fit(X * 7.0)
     assert_allclose(a.module_.observation.variance_floor, b.module_.observation.variance_floor,

@@ -143,7 +143,9 @@ def holes():
 
 @pytest.fixture(scope="module")
 def fitted_on_holes(holes):
-    return VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=30, random_state=0).fit(holes[1])
+    # device="cpu": tests read its module's tensors as numpy (on a GPU machine too)
+    return VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=30, random_state=0,
+                          device="cpu").fit(holes[1])
 
 
 def test_every_method_accepts_nan(holes, fitted_on_holes):
@@ -226,7 +228,7 @@ def test_linear_start_with_holes_is_the_em_fit_of_the_observed_entries(holes):
     covariance W W' + Psi it implies), not one fitted to mean-imputed rows."""
     X, X_missing, _ = holes
     start = dict(hidden_layer_sizes=(16,), max_epochs=1, learning_rate=1e-12,
-                 early_stopping=False, random_state=0, init="factor_analysis")
+                 early_stopping=False, random_state=0, init="factor_analysis", device="cpu")
     vae = VAETransformer(2, **start).fit(X_missing)
     module = vae.module_
     W = module.decoder_linear.weight.detach().double().numpy()
@@ -363,7 +365,7 @@ def test_imputation_is_the_conditional_mean_of_the_model(holes):
     moves the conditional mean of a few rows by up to 0.05 standard deviations.)"""
     _, X_missing, mask = holes
     imp = VAEImputer(n_components=2, hidden_layer_sizes=(), max_epochs=20,
-                     n_importance_samples=40_000, random_state=0).fit(X_missing)
+                     n_importance_samples=40_000, random_state=0, device="cpu").fit(X_missing)
     vae = imp.estimator_
     module = vae.module_
     module.observation.outlier_weight = 0.0
@@ -434,7 +436,7 @@ def test_product_of_experts_start_is_the_linear_posterior(holes):
     log-likelihood), and narrows the posterior with every entry observed."""
     X, X_missing, mask = holes
     start = dict(hidden_layer_sizes=(16,), max_epochs=1, learning_rate=1e-12,
-                 early_stopping=False, random_state=0, init="factor_analysis")
+                 early_stopping=False, random_state=0, init="factor_analysis", device="cpu")
     vae = VAETransformer(2, **start).fit(X_missing)
     module = vae.module_
     W, b, psi = _linear_gaussian_of(module)
@@ -463,7 +465,7 @@ def test_product_of_experts_start_gives_the_exact_posterior_mean_of_every_patter
     best diagonal Gaussian (1 / the precision's diagonal)."""
     X, X_missing, mask = holes
     start = dict(hidden_layer_sizes=(16,), max_epochs=1, learning_rate=1e-12,
-                 early_stopping=False, random_state=0, init="factor_analysis")
+                 early_stopping=False, random_state=0, init="factor_analysis", device="cpu")
     vae = VAETransformer(3, **start).fit(X_missing)
     W, b, psi = _linear_gaussian_of(vae.module_)
     x = (X_missing[mask.any(axis=1)][:40] - vae.mean_) / vae.scale_

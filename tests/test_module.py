@@ -228,6 +228,17 @@ def test_likelihood_properties(cls, values):
     assert cls.pins_constant_features is values
 
 
+def test_gaussian_variance_setters_keep_to_the_device_of_the_likelihood():
+    # numpy inputs must land on the parameters' device: a CPU tensor mixed
+    # with CUDA buffers broke every GPU fit (found on an H200). The meta
+    # device stands in for a GPU here, and mixes with the CPU no better.
+    observation = GaussianLikelihood(3).to("meta")
+    observation.set_variance(np.array([0.5, 1.0, 2.0]))
+    observation.set_resolution(np.array([0.1, 0.0, 1.0]))
+    observation.set_scale(np.array([1.0, 2.0, 3.0]))
+    assert {t.device.type for t in observation.state_dict().values()} == {"meta"}
+
+
 def _decoder_output(module, z):
     """decode(z) without the constant-feature rule: the networks' sum."""
     return module.decoder_head(module.decoder(z)) + module.decoder_linear(z)

@@ -23,7 +23,9 @@ skl2onnx = pytest.importorskip("skl2onnx")
 ort = pytest.importorskip("onnxruntime")
 skvae_onnx = pytest.importorskip("skvae.onnx")
 
-SMALL = dict(hidden_layer_sizes=(16,), max_epochs=3, early_stopping=False, random_state=0)
+# device="cpu": the tests read the module's tensors as numpy (on a GPU machine too)
+SMALL = dict(hidden_layer_sizes=(16,), max_epochs=3, early_stopping=False, random_state=0,
+             device="cpu")
 LIKELIHOODS = ["gaussian", "bernoulli"]
 # float32 arithmetic in a different order (ONNX Runtime's kernels vs PyTorch's)
 TOL = dict(rtol=1e-4, atol=1e-5)

