@@ -228,6 +228,15 @@ class BatchIterator:
             yield self.dataset.take(order[start:start + size]), None
 
 
+def has_missing(X):
+    """Whether X (dense; sparse X has no missing entries) holds a NaN.
+
+    ``np.min`` propagates NaN: one reduction, where ``np.isnan(X).any()``
+    would first allocate a boolean array of X's size.
+    """
+    return not sp.issparse(X) and X.size > 0 and bool(np.isnan(np.min(X)))
+
+
 #: Rows of X that :func:`feature_resolution` looks at (evenly spaced above this).
 RESOLUTION_ROWS = 10_000
 
@@ -252,23 +261,26 @@ def feature_resolution(X, max_rows=RESOLUTION_ROWS):
         float64; 0 where a feature takes one value only.
     """
     n, d = X.shape
+    rows = slice(None)
     if n > max_rows:
-        X = X[np.linspace(0, n - 1, max_rows).round().astype(np.intp)]
+        rows = np.linspace(0, n - 1, max_rows).round().astype(np.intp)
         n = max_rows
     resolution = np.zeros(d)
     if n < 2:
         return resolution
     if not sp.issparse(X):
-        # a block of columns at a time: the sorted copy stays small (2**21
-        # values, 16 MiB) however wide X is
+        # a block of columns of the chosen rows at a time: the sorted copy
+        # stays small (2**21 values, 16 MiB) however wide or long X is
         block = max(1, 2**21 // n)
         for start in range(0, d, block):
-            values = np.sort(np.asarray(X[:, start:start + block], dtype=np.float64), axis=0)
+            values = X[rows, start:start + block].astype(np.float64)  # a copy of its own
+            values.sort(axis=0)
             gaps = np.diff(values, axis=0)
+            del values
             gaps[~(gaps > 0)] = np.inf  # ties, and NaN (missing entries sort last)
             resolution[start:start + block] = gaps.min(axis=0)
     else:
-        X = sp.csc_matrix(X)
+        X = sp.csc_matrix(X if isinstance(rows, slice) else X[rows])
         for j in range(d):
             column = X.data[X.indptr[j]:X.indptr[j + 1]].astype(np.float64)
             if len(column) < n:  # the column has implicit zeros

@@ -187,7 +187,7 @@ def linear_gaussian_model(method, x, n_components, seed):
     """
     if isinstance(x, SparseRows):
         return _sparse_linear_gaussian_model(method, x, n_components, seed)
-    if np.isnan(x).any():
+    if _data.has_missing(x):
         # maximum likelihood on the observed entries: a model fitted to
         # mean-imputed rows underestimates every variance and covariance
         return fit_linear_gaussian_missing(x, n_components, isotropic=method == "pca",

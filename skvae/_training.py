@@ -30,7 +30,8 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from skorch.history import History
 
-from ._data import BatchIterator, TrainingData, feature_resolution, validation_split
+from ._data import (BatchIterator, TrainingData, feature_resolution, has_missing,
+                    validation_split)
 from ._init import linear_start
 from ._likelihoods import LIKELIHOODS
 from ._losses import RowNoise
@@ -473,9 +474,8 @@ def observed_log_scale(X, scale, missing=None):
     return (~np.isnan(X)) @ log_scale
 
 
-def has_missing(X):
-    """Whether X (dense; sparse X has no missing entries) holds a NaN."""
-    return not sp.issparse(X) and bool(np.isnan(X).any())
+#: Entries of X per block when :func:`standardization` reads it (32 MiB in float64).
+STATISTICS_BLOCK = 2**22
 
 
 def standardization(X):
@@ -489,8 +489,16 @@ def standardization(X):
     that leaves a feature constant in training by the data's typical spread.
     Missing entries (NaN) are left out, as ``StandardScaler`` does; the
     constant test counts the observed entries of each feature.
+
+    ``StandardScaler.partial_fit`` a block of about 4 M entries at a time: one
+    call for data of that size or less (the same numbers as ``fit``), and no
+    float64 temporary of X's size for more (``fit`` of 50,000 x 5,000 float32
+    rows peaked at 2.2 GiB above the data's 0.95 GiB).
     """
-    scaler = StandardScaler(with_mean=False).fit(X)  # works for sparse X too
+    scaler = StandardScaler(with_mean=False)  # works for sparse X too
+    rows = max(1, STATISTICS_BLOCK // max(1, X.shape[1]))
+    for start in range(0, X.shape[0], rows):
+        scaler.partial_fit(X[start:start + rows])
     mean, var = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64)
     n = scaler.n_samples_seen_
     eps = np.finfo(np.float64).eps  # StandardScaler's test for "constant"

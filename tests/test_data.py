@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 
 import skvae._data
 from skvae._data import (BatchIterator, TrainingData, as_tensor, feature_resolution,
-                         inference_map, validation_split)
+                         has_missing, inference_map, validation_split)
 
 CSR_CONTAINERS = [csr_matrix, csr_array]
 
@@ -370,6 +370,29 @@ def test_feature_resolution_looks_at_evenly_spaced_rows_of_large_data():
     # 100 evenly spaced rows of 0, 0.5, ..., 499.5: 10 or 11 rows apart
     assert feature_resolution(X, max_rows=100) == 5.0
     assert feature_resolution(X[:1]) == 0.0
+
+
+@pytest.mark.parametrize("csr_container", [None, *CSR_CONTAINERS])
+def test_feature_resolution_of_many_rows_is_that_of_the_evenly_spaced_rows(csr_container):
+    # the rows are picked block by block, never copied as a whole
+    rng = np.random.RandomState(2)
+    X = np.round(rng.randn(5000, 7) * rng.uniform(1, 50, size=7), 1)
+    X[rng.rand(*X.shape) < 0.5] = 0.0
+    rows = np.linspace(0, 4999, 300).round().astype(np.intp)
+    X_in = X if csr_container is None else csr_container(X)
+    assert_array_equal(feature_resolution(X_in, max_rows=300), feature_resolution(X[rows]))
+
+
+def test_has_missing_finds_one_nan_anywhere():
+    X = np.zeros((50, 4), dtype=np.float32)
+    assert not has_missing(X)
+    X[0, 0] = np.inf  # an infinity is no missing entry
+    X[49, 3] = -np.inf
+    assert not has_missing(X)
+    X[31, 2] = np.nan
+    assert has_missing(X)
+    assert not has_missing(np.zeros((0, 4)))
+    assert not has_missing(csr_matrix(np.eye(3)))
 
 
 def test_feature_resolution_of_wide_data_goes_a_block_of_columns_at_a_time():

@@ -15,6 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+import skvae._training
 from skvae import VAEImputer, VAETransformer
 from skvae._em import fit_linear_gaussian_missing
 from skvae._impute import _Gaussian, _Proposal, antithetic, resolve_n_components
@@ -202,12 +203,21 @@ def test_complete_data_give_the_complete_data_model(holes):
     assert_array_equal(vae.transform(X_missing)[complete], vae.transform(X[complete]))
 
 
-def test_missing_data_errors(holes):
+def test_missing_data_errors(holes, monkeypatch):
     X_missing = holes[1].copy()
     X_missing[:, 2] = np.nan
     df = pd.DataFrame(X_missing, columns=[f"f{j}" for j in range(X_missing.shape[1])])
     with pytest.raises(ValueError, match=r"no observed value \(or only one\) in feature\(s\) f2"):
         VAETransformer(2, **TINY).fit(df)
+    # counted a block of rows at a time (no mask of X's size): one value in
+    # each of two blocks is two, one in all is one
+    X_missing[[0, -1], 2] = 1.0
+    X_missing[:, 4] = np.nan
+    X_missing[5, 4] = 1.0
+    with monkeypatch.context() as patch:
+        patch.setattr(skvae._training, "STATISTICS_BLOCK", 3 * X_missing.shape[1])
+        with pytest.raises(ValueError, match=r"in feature\(s\) 4:"):
+            VAETransformer(2, **TINY).fit(X_missing)
     with pytest.raises(ValueError, match="Sparse input X contains NaN"):
         VAETransformer(2, **TINY).fit(sp.csr_matrix(holes[1]))
     with pytest.raises(ValueError, match="infinity"):
