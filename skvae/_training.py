@@ -471,7 +471,13 @@ def observed_log_scale(X, scale, missing=None):
     log_scale = np.log(np.asarray(scale, dtype=np.float64))
     if not (has_missing(X) if missing is None else missing):
         return float(log_scale.sum())
-    return (~np.isnan(X)) @ log_scale
+    # a block of rows at a time: the mask, cast to float64 for the product,
+    # would be twice X's float32 size at once
+    out = np.empty(X.shape[0])
+    rows = max(1, STATISTICS_BLOCK // max(1, X.shape[1]))
+    for start in range(0, X.shape[0], rows):
+        out[start:start + rows] = (~np.isnan(X[start:start + rows])) @ log_scale
+    return out
 
 
 #: Entries of X per block when :func:`standardization` reads it (32 MiB in float64).
