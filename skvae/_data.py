@@ -228,6 +228,38 @@ class BatchIterator:
             yield self.dataset.take(order[start:start + size]), None
 
 
+#: Entries of X per block where a pass over all of X needs temporaries of its
+#: block's size (32 MiB in float64): no step of a fit holds a copy of X's size.
+BLOCK_ENTRIES = 2**22
+
+
+def row_blocks(X):
+    """Slices of consecutive rows of X, each of at most ``BLOCK_ENTRIES`` entries."""
+    rows = max(1, BLOCK_ENTRIES // max(1, X.shape[1]))
+    return [slice(start, start + rows) for start in range(0, X.shape[0], rows)]
+
+
+def observed_counts_and_sums(X):
+    """Per feature of dense X: the number of observed (not NaN) entries and their sum.
+
+    A block of rows at a time: ``(~np.isnan(X)).sum(0)`` and ``np.nansum``
+    would each allocate temporaries of X's size.
+
+    Returns
+    -------
+    counts : ndarray of shape (n_features,), int
+    sums : ndarray of shape (n_features,), float64
+    """
+    counts = np.zeros(X.shape[1], dtype=np.intp)
+    sums = np.zeros(X.shape[1])
+    for rows in row_blocks(X):
+        block = X[rows]
+        observed = ~np.isnan(block)
+        counts += observed.sum(axis=0)
+        sums += np.where(observed, block, 0).sum(axis=0, dtype=np.float64)
+    return counts, sums
+
+
 def has_missing(X):
     """Whether X (dense; sparse X has no missing entries) holds a NaN.
 

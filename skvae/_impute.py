@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._data import observed_counts_and_sums, row_blocks
 from ._losses import MAX_IMPORTANCE_SAMPLES, standard_normal_log_density
 from ._module import split_missing
 from ._training import RandomStreams
@@ -436,7 +437,7 @@ validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
             The fitted imputer.
         """
         X = self._validate_input(X, reset=True)
-        counts = (~np.isnan(X)).sum(axis=0)
+        counts, sums = observed_counts_and_sums(X)
         # scikit-learn's rule: a feature without an observed value is "empty";
         # the VAE models the features with two values or more, and one seen
         # once is filled with that value
@@ -445,11 +446,12 @@ validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
         if not self._modelled.any():
             raise ValueError("X has no feature with two observed values or more: there is "
                              "nothing to learn the missing values from.")
-        X_valid = X[:, self._valid_features]
-        with np.errstate(all="ignore"):
-            self._fill_values = np.nanmean(X_valid, axis=0)
-        estimator = self._make_estimator(int(self._modelled.sum()))
-        estimator.fit(X_valid[:, self._modelled])
+        valid = self._valid_features
+        self._fill_values = sums[valid] / counts[valid]
+        # a copy of X only where features are set aside
+        modelled = np.flatnonzero(valid)[self._modelled]
+        estimator = self._make_estimator(len(modelled))
+        estimator.fit(X if len(modelled) == X.shape[1] else X[:, modelled])
         self.indicator_ = (MissingIndicator(missing_values=np.nan, error_on_new=False).fit(X)
                            if self.add_indicator else None)
         self.random_state_ = check_random_state(self.random_state)
@@ -477,16 +479,23 @@ validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
         valid = self._valid_features
-        out = X[:, valid].copy()
+        out = X.copy() if valid.all() else X[:, valid]  # the output, a new array
         modelled = np.flatnonzero(self._modelled)
-        part = out[:, modelled]
-        rows = np.flatnonzero(np.isnan(part).any(axis=1))
-        if len(rows):
-            holes = part[rows]
-            part[rows] = np.where(np.isnan(holes), self._impute(holes), holes)
-            out[:, modelled] = part
-        # the features seen once at fit
-        out = np.where(np.isnan(out), self._fill_values.astype(out.dtype), out)
+        every = len(modelled) == out.shape[1]
+        fill_values = self._fill_values.astype(out.dtype)
+        # a block of rows at a time: the rows with holes, their fills and masks
+        # stay the size of a block, not of X
+        for rows in row_blocks(out):
+            block = out[rows]  # a view: filled in place
+            part = block if every else block[:, modelled]
+            holes = np.flatnonzero(np.isnan(part).any(axis=1))
+            if len(holes):
+                values = part[holes]
+                part[holes] = np.where(np.isnan(values), self._impute(values), values)
+                if not every:
+                    block[:, modelled] = part
+            # the features seen once at fit
+            np.copyto(block, fill_values, where=np.isnan(block))
         if self.keep_empty_features and not valid.all():
             full = np.zeros(X.shape, dtype=out.dtype)
             full[:, valid] = out

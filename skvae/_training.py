@@ -30,7 +30,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from skorch.history import History
 
-from ._data import (BatchIterator, TrainingData, feature_resolution, has_missing,
+from ._data import (BatchIterator, TrainingData, feature_resolution, has_missing, row_blocks,
                     validation_split)
 from ._init import linear_start
 from ._likelihoods import LIKELIHOODS
@@ -474,14 +474,9 @@ def observed_log_scale(X, scale, missing=None):
     # a block of rows at a time: the mask, cast to float64 for the product,
     # would be twice X's float32 size at once
     out = np.empty(X.shape[0])
-    rows = max(1, STATISTICS_BLOCK // max(1, X.shape[1]))
-    for start in range(0, X.shape[0], rows):
-        out[start:start + rows] = (~np.isnan(X[start:start + rows])) @ log_scale
+    for rows in row_blocks(X):
+        out[rows] = (~np.isnan(X[rows])) @ log_scale
     return out
-
-
-#: Entries of X per block when :func:`standardization` reads it (32 MiB in float64).
-STATISTICS_BLOCK = 2**22
 
 
 def standardization(X):
@@ -502,9 +497,8 @@ def standardization(X):
     rows peaked at 2.2 GiB above the data's 0.95 GiB).
     """
     scaler = StandardScaler(with_mean=False)  # works for sparse X too
-    rows = max(1, STATISTICS_BLOCK // max(1, X.shape[1]))
-    for start in range(0, X.shape[0], rows):
-        scaler.partial_fit(X[start:start + rows])
+    for rows in row_blocks(X):
+        scaler.partial_fit(X[rows])
     mean, var = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64)
     n = scaler.n_samples_seen_
     eps = np.finfo(np.float64).eps  # StandardScaler's test for "constant"

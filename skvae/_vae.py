@@ -21,8 +21,7 @@ from sklearn.utils._param_validation import (Interval, InvalidParameterError, St
                                              validate_params)
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _training
-from ._data import has_missing, inference_map
+from ._data import has_missing, inference_map, observed_counts_and_sums
 from ._init import INIT_METHODS
 from ._likelihoods import LIKELIHOODS
 from ._losses import MAX_IMPORTANCE_SAMPLES, elbo, iwae_bound
@@ -818,11 +817,7 @@ def _check_observed_features(X, feature_names=None):
     """
     if sp.issparse(X) or X.shape[0] < 2 or not has_missing(X):
         return
-    # a block of rows at a time: no mask of X's size (238 MiB for 50,000 x 5,000)
-    counts = np.zeros(X.shape[1], dtype=np.intp)
-    rows = max(1, _training.STATISTICS_BLOCK // X.shape[1])
-    for start in range(0, X.shape[0], rows):
-        counts += (~np.isnan(X[start:start + rows])).sum(axis=0)
+    counts, _ = observed_counts_and_sums(X)
     few = np.flatnonzero(counts < 2)
     if len(few):
         names = [str(feature_names[j]) if feature_names is not None else str(j) for j in few]

@@ -15,7 +15,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-import skvae._training
+import skvae._data
 from skvae import VAEImputer, VAETransformer
 from skvae._em import fit_linear_gaussian_missing
 from skvae._impute import _Gaussian, _Proposal, antithetic, resolve_n_components
@@ -215,7 +215,7 @@ def test_missing_data_errors(holes, monkeypatch):
     X_missing[:, 4] = np.nan
     X_missing[5, 4] = 1.0
     with monkeypatch.context() as patch:
-        patch.setattr(skvae._training, "STATISTICS_BLOCK", 3 * X_missing.shape[1])
+        patch.setattr(skvae._data, "BLOCK_ENTRIES", 3 * X_missing.shape[1])
         with pytest.raises(ValueError, match=r"in feature\(s\) 4:"):
             VAETransformer(2, **TINY).fit(X_missing)
     with pytest.raises(ValueError, match="Sparse input X contains NaN"):

@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.sparse import csr_matrix
 from sklearn.preprocessing import StandardScaler
 
-import skvae._training
+import skvae._data
 from skvae._training import standardization
 
 
@@ -22,7 +22,7 @@ def test_standardization_a_block_of_rows_at_a_time_is_standard_scalers(kind, mon
         X[:, :5][rng.rand(1000, 5) < 0.5] = 0.0  # the constant column stays 7
         X = csr_matrix(X)
     whole = standardization(X)  # one block
-    monkeypatch.setattr(skvae._training, "STATISTICS_BLOCK", 6 * 64)  # 16 blocks of 64 rows
+    monkeypatch.setattr(skvae._data, "BLOCK_ENTRIES", 6 * 64)  # 16 blocks of 64 rows
     blocks = standardization(X)
     scaler = StandardScaler(with_mean=False).fit(X)
     assert_array_equal(whole[0], scaler.mean_)
