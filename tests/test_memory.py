@@ -17,8 +17,25 @@ import pytest
 
 import skvae
 
-SCRIPT = textwrap.dedent("""
+#: What every script below starts with: ``peak(call)`` runs ``call`` and returns
+#: the peak RSS it added to the process (Linux's /proc/self).
+MEASURE = textwrap.dedent("""
     import gc, json, sys
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    def peak(call):
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS
+            f.write("5")
+        base = status("VmRSS:")
+        peak.result = call()
+        return status("VmHWM:") - base
+""")
+
+SCRIPT = MEASURE + textwrap.dedent("""
     import numpy as np, scipy.sparse as sp, torch
     import skvae._data
     from skvae import VAETransformer
@@ -42,17 +59,8 @@ SCRIPT = textwrap.dedent("""
             "score_samples": est.score_samples,
             "score_samples K=100": lambda A: est.score_samples(A, n_importance_samples=100)}
     arg = est.transform(X) if method == "inverse_transform" else X
-
-    def status(key):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS
-        f.write("5")
-    base = status("VmRSS:")
-    out = call[method](arg)
-    print(json.dumps({"growth": status("VmHWM:") - base, "out_bytes": out.nbytes,
+    growth = peak(lambda: call[method](arg))
+    print(json.dumps({"growth": growth, "out_bytes": peak.result.nbytes,
                       "batch_bytes": skvae._data.INFERENCE_BATCH_FLOATS * X.dtype.itemsize}))
 """)
 
@@ -66,8 +74,7 @@ def _can_reset_peak_rss():
         return False
 
 
-FIT_SCRIPT = textwrap.dedent("""
-    import gc, json, sys
+FIT_SCRIPT = MEASURE + textwrap.dedent("""
     import numpy as np, torch
     from skvae import VAETransformer
 
@@ -80,22 +87,12 @@ FIT_SCRIPT = textwrap.dedent("""
     params = dict(hidden_layer_sizes=(16,), max_epochs=1, batch_size=1024,
                   early_stopping=False, init="random", likelihood=likelihood, random_state=0)
     VAETransformer(2, **params).fit(X[:300])  # the libraries' first calls
-
-    def status(key):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS
-        f.write("5")
-    base = status("VmRSS:")
-    VAETransformer(2, **params).fit(X)
-    print(json.dumps({"growth": status("VmHWM:") - base, "data_bytes": X.nbytes}))
+    growth = peak(lambda: VAETransformer(2, **params).fit(X))
+    print(json.dumps({"growth": growth, "data_bytes": X.nbytes}))
 """)
 
 
-IMPUTE_SCRIPT = textwrap.dedent("""
-    import gc, json, sys
+IMPUTE_SCRIPT = MEASURE + textwrap.dedent("""
     import numpy as np, torch
     from skvae import VAEImputer
 
@@ -106,19 +103,6 @@ IMPUTE_SCRIPT = textwrap.dedent("""
                          batch_size=1024, early_stopping=False, init="random",
                          n_importance_samples=2, random_state=0)
     imputer.fit(X[:300]).transform(X[:300])  # the libraries' first calls
-
-    def status(key):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
-
-    def peak(call):
-        gc.collect()
-        with open("/proc/self/clear_refs", "w") as f:  # peak RSS := current RSS
-            f.write("5")
-        base = status("VmRSS:")
-        call()
-        return status("VmHWM:") - base
-
     fit = peak(lambda: imputer.fit(X))
     transform = peak(lambda: imputer.transform(X))
     print(json.dumps({"fit": fit, "transform": transform, "data_bytes": X.nbytes}))
