@@ -6,7 +6,11 @@ Two steps, on two machines:
     fits ``VAETransformer(8, device="cuda", random_state=0)`` on the digits data,
     pickles it to ``FOLDER/vae_cuda.pkl`` and saves what the GPU model gives for
     ``transform``, ``inverse_transform``, ``score_samples`` (K = 1 and K = 100) and
-    ``sample`` to ``FOLDER/vae_cuda_outputs.npz``.
+    ``sample`` to ``FOLDER/vae_cuda_outputs.npz``. The same for a model fitted on
+    data with missing values (``VAETransformer(4)`` on the standardized breast
+    cancer data with 30 % of the entries NaN, its encoder a product of experts),
+    called on those rows with their NaN: ``FOLDER/vae_cuda_holes.pkl`` and
+    ``FOLDER/vae_cuda_holes_outputs.npz``.
 
 ``python benchmarks/check_gpu_pickle.py load FOLDER`` (on a machine without CUDA)
     unpickles the model, checks that its weights are on the CPU and that the same
@@ -24,7 +28,8 @@ import sys
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.preprocessing import StandardScaler
 
 from skvae import VAETransformer
 
@@ -37,31 +42,46 @@ CALLS = {
 }
 
 
+def _with_holes():
+    """Standardized breast cancer rows with 30 % of the entries NaN (seed 1)."""
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    X[np.random.default_rng(1).random(X.shape) < 0.3] = np.nan
+    return X
+
+
+#: name -> (data, n_components): the models fitted and checked
+MODELS = {"vae_cuda": (lambda: load_digits().data, 8), "vae_cuda_holes": (_with_holes, 4)}
+
+
 def save(folder):
     if not torch.cuda.is_available():
         sys.exit("save needs a CUDA machine")
-    X = load_digits().data
-    est = VAETransformer(8, device="cuda", random_state=0).fit(X)
-    assert est.device_ == "cuda" and next(est.module_.parameters()).is_cuda
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "vae_cuda.pkl"), "wb") as f:
-        pickle.dump(est, f)
-    outputs = {name: call(est, X) for name, call in CALLS.items()}
-    np.savez(os.path.join(folder, "vae_cuda_outputs.npz"), **outputs)
-    # pickling must not move the fitted model off the GPU
-    assert next(est.module_.parameters()).is_cuda
-    print(f"fitted on {torch.cuda.get_device_name()} in {est.n_epochs_} epochs; "
-          f"held-in score {est.score(X):.2f}; saved to {folder}")
+    for name, (data, k) in MODELS.items():
+        X = data()
+        est = VAETransformer(k, device="cuda", random_state=0).fit(X)
+        assert est.device_ == "cuda" and next(est.module_.parameters()).is_cuda
+        with open(os.path.join(folder, f"{name}.pkl"), "wb") as f:
+            pickle.dump(est, f)
+        outputs = {call_name: call(est, X) for call_name, call in CALLS.items()}
+        np.savez(os.path.join(folder, f"{name}_outputs.npz"), **outputs)
+        # pickling must not move the fitted model off the GPU
+        assert next(est.module_.parameters()).is_cuda
+        print(f"{name}: fitted on {torch.cuda.get_device_name()} in {est.n_epochs_} epochs; "
+              f"held-in score {est.score(X):.2f}; saved to {folder}")
 
 
 def load(folder):
-    X = load_digits().data
-    with open(os.path.join(folder, "vae_cuda.pkl"), "rb") as f:
+    return all([_load(folder, name, data()) for name, (data, _) in MODELS.items()])
+
+
+def _load(folder, name, X):
+    with open(os.path.join(folder, f"{name}.pkl"), "rb") as f:
         est = pickle.load(f)
     devices = {p.device.type for p in est.module_.parameters()}
-    expected = np.load(os.path.join(folder, "vae_cuda_outputs.npz"))
-    print(f"CUDA available here: {torch.cuda.is_available()}; fitted on {est.device_!r}; "
-          f"weights now on {sorted(devices)}\n")
+    expected = np.load(os.path.join(folder, f"{name}_outputs.npz"))
+    print(f"## {name}\n\nCUDA available here: {torch.cuda.is_available()}; fitted on "
+          f"{est.device_!r}; weights now on {sorted(devices)}\n")
     print("| call | shape | max abs. difference GPU vs CPU | max rel. difference |")
     print("|---|---|---:|---:|")
     failed = []
@@ -75,7 +95,7 @@ def load(folder):
     if not torch.cuda.is_available() and devices != {"cpu"}:
         failed.append("weights not on the CPU")
     print("\n" + ("OK: the GPU-fitted model loads and gives the same outputs on the CPU"
-                  if not failed else f"FAILED: {failed}"))
+                  if not failed else f"FAILED: {failed}") + "\n")
     return not failed
 
 
