@@ -227,7 +227,8 @@ def test_the_variance_floor_is_the_rounding_variance_of_each_feature(digits):
     X = digits[0]
     floors, scores = [], []
     for seed in (0, 1):
-        vae = VAETransformer(4, hidden_layer_sizes=(16,), max_epochs=15, random_state=seed).fit(X)
+        vae = VAETransformer(4, hidden_layer_sizes=(16,), max_epochs=15, random_state=seed,
+                             device="cpu").fit(X)  # its tensors are read as numpy
         observation = vae.module_.observation
         floor = observation.variance_floor.double().numpy()
         # the smallest gap between the values of each pixel (1, or more for a
@@ -247,7 +248,7 @@ def test_the_variance_floor_is_the_rounding_variance_of_each_feature(digits):
 
 
 def test_continuous_data_keep_the_small_floor(factor_data):
-    vae = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=2, random_state=0)
+    vae = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=2, random_state=0, device="cpu")
     vae.fit(factor_data[0])
     assert_allclose(vae.module_.observation.variance_floor.numpy(), 1e-6, rtol=1e-5)
 
