@@ -199,23 +199,30 @@ class Skvae:
 
 
 class FastestLoop:
+    """The plain MLP VAE: one tensor on the device, ``randperm`` slices, fused Adam."""
+
     def __init__(self, X, spec):
         self.X = torch.from_numpy(X).to(DEVICE)  # on the device once
         self.size = spec["batch_size"]
-        self.model = MLPVAE(X.shape[1], spec["hidden"], spec["latent"]).to(DEVICE)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE, fused=True)
         self.gen = torch.Generator(DEVICE).manual_seed(0)
+        self.model, self.opt = self.build(X, spec)
+
+    def build(self, X, spec):
+        model = MLPVAE(X.shape[1], spec["hidden"], spec["latent"]).to(DEVICE)
+        return model, torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, fused=True)
+
+    def loss(self, x):
+        logits, mu, logvar = self.model(x)
+        return (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+                + kl_sum(mu, logvar)) / x.shape[0]
 
     def epoch(self):
-        X, size, model, opt = self.X, self.size, self.model, self.opt
+        X, size, opt = self.X, self.size, self.opt
         start = time.perf_counter()
         order = torch.randperm(X.shape[0], generator=self.gen, device=DEVICE)
         total = torch.zeros((), device=DEVICE)
         for i in range(0, X.shape[0], size):
-            x = X.index_select(0, order[i:i + size])
-            logits, mu, logvar = model(x)
-            loss = (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-                    + kl_sum(mu, logvar)) / x.shape[0]
+            loss = self.loss(X.index_select(0, order[i:i + size]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -227,42 +234,27 @@ class FastestLoop:
 class SameModelLoop(FastestLoop):
     """skvae's network, loss and Adam groups, trained as ``FastestLoop`` trains."""
 
-    def __init__(self, X, spec):
+    def build(self, X, spec):
         from skvae._losses import elbo
         from skvae._module import VAEModule
         from skvae._training import parameter_groups
         from skvae._utils import adam_options
 
-        self.X = torch.from_numpy(X).to(DEVICE)
-        self.size = spec["batch_size"]
-        gen = torch.Generator().manual_seed(0)
         with torch.device("meta"):
             module = VAEModule(X.shape[1], spec["latent"], tuple(spec["hidden"]),
                                likelihood="bernoulli")
-        self.model = module.to(torch.float32).to_empty(device="cpu").reset_parameters(gen)
-        # skvae clips the encoder's input to the training range: the same clamp
-        self.model.set_input_range(X.min(axis=0), X.max(axis=0)).to(DEVICE)
-        self.opt = torch.optim.Adam(parameter_groups(self.model, LEARNING_RATE),
-                                    **adam_options(DEVICE))
-        self.gen = torch.Generator(DEVICE).manual_seed(0)
+        model = module.to(torch.float32).to_empty(device="cpu").reset_parameters(
+            torch.Generator().manual_seed(0))
         self.elbo = elbo
+        # skvae clips the encoder's input to the training range: the same clamp
+        model = model.set_input_range(X.min(axis=0), X.max(axis=0)).to(DEVICE)
+        return model, torch.optim.Adam(parameter_groups(model, LEARNING_RATE),
+                                       **adam_options(DEVICE))
 
-    def epoch(self):
-        X, size, model, opt, elbo = self.X, self.size, self.model, self.opt, self.elbo
-        start = time.perf_counter()
-        order = torch.randperm(X.shape[0], generator=self.gen, device=DEVICE)
-        total = torch.zeros((), device=DEVICE)
-        for i in range(0, X.shape[0], size):
-            x = X.index_select(0, order[i:i + size])
-            eps = torch.randn(x.shape[0], model.n_components, generator=self.gen,
-                              device=DEVICE)
-            loss = -elbo(model, x, eps).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        total.item()
-        return time.perf_counter() - start
+    def loss(self, x):
+        eps = torch.randn(x.shape[0], self.model.n_components, generator=self.gen,
+                          device=DEVICE)
+        return -self.elbo(self.model, x, eps).mean()
 
 
 class DataLoaderLoop:
