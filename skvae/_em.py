@@ -13,6 +13,12 @@ of a block at once, and the M-step is one (k + 1) x (k + 1) regression per
 feature, solved for all the features at once. An iteration costs
 O(n d k^2) time. The iterations are parameter-expanded EM, which converges
 in far fewer of them than plain EM.
+
+With ``ard=True`` the maximum likelihood model is then refined to the
+maximum a posteriori model under an automatic relevance determination prior
+on the columns of ``W`` (Bayesian PCA, Bishop 1999): a column the data do not
+support shrinks to exactly 0, so a model of more components than the data's
+rank keeps only the ones they need.
 """
 
 import numpy as np
@@ -25,6 +31,16 @@ MIN_NOISE_VARIANCE = 1e-6
 #: Values of the largest array a block of rows makes in the E-step
 #: (rows x max(features, (components + 1)^2); 32 MB in float64).
 BLOCK_VALUES = 2 ** 22
+
+#: A column of ``W`` shorter than this share of the longest is pruned (set to 0)
+#: by the ARD refinement: its prior precision ``d / |w|^2`` is then over 10^12
+#: times the longest one's, and EM would only shrink it further.
+ARD_PRUNE = 1e-6
+
+#: The ARD refinement has converged when the likelihood has and no column
+#: shrinks by more than this share in an iteration (a column on its way to 0
+#: shrinks by more and more, one the data support by less and less).
+ARD_SHRINK_TOL = 1e-3
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -167,6 +183,45 @@ def _start(x, observed, counts, n_components, isotropic):
     return weights, np.maximum(residual, MIN_NOISE_VARIANCE), mean
 
 
+def _statistics(x, observed, weights, noise_variance, mean):
+    """The E-step: the rows' mean log-likelihood and the sums the M-step regresses on.
+
+    With ``z~ = [z; 1]`` and the posterior of each row's ``z``: for each
+    feature j, the upper triangle of ``sum_i o_ij E[z~ z~']`` (``gram``),
+    ``sum_i o_ij (x_ij - mean_j) E[z~]`` (``cross``) and
+    ``sum_i o_ij (x_ij - mean_j)^2`` (``squares``), and ``sum_i E[z~ z~']``
+    over all the rows (``latent``).
+    """
+    n, d = x.shape
+    k = weights.shape[1]
+    rows, cols = np.triu_indices(k + 1)
+    gram = np.zeros((d, len(rows)))
+    cross = np.zeros((d, k + 1))
+    squares = np.zeros(d)
+    latent = np.zeros((k + 1, k + 1))
+    total = 0.0
+    for block in _blocks(n, max(d, (k + 1) ** 2)):
+        obs = observed[block].astype(np.float64)
+        centred = np.where(observed[block], x[block] - mean, 0.0)
+        z, z_cov, log_likelihood = _posterior(centred, obs, weights, noise_variance)
+        total += log_likelihood.sum()
+        z1 = np.hstack([z, np.ones((len(z), 1))])
+        moments = z1[:, :, None] * z1[:, None, :]
+        moments[:, :k, :k] += z_cov
+        gram += obs.T @ moments[:, rows, cols]
+        latent += moments.sum(axis=0)
+        cross += centred.T @ z1
+        squares += (centred ** 2).sum(axis=0)
+    return total / n, _symmetric(gram, k + 1), cross, squares, latent
+
+
+def _noise(residual, counts, isotropic):
+    """The noise variances from each feature's residual sum of squares."""
+    if isotropic:
+        return np.full(len(counts), max(residual.sum() / counts.sum(), MIN_NOISE_VARIANCE))
+    return np.maximum(residual / counts, MIN_NOISE_VARIANCE)
+
+
 def _em_step(x, observed, weights, noise_variance, mean, counts, isotropic):
     """One EM iteration: the mean log-likelihood of the model given, and the next model.
 
@@ -189,41 +244,127 @@ def _em_step(x, observed, weights, noise_variance, mean, counts, isotropic):
     .. [1] C. Liu, D. B. Rubin and Y. N. Wu, "Parameter expansion to
        accelerate EM: the PX-EM algorithm", Biometrika 85(4), 755-770, 1998.
     """
-    n, d = x.shape
+    n = x.shape[0]
     k = weights.shape[1]
-    rows, cols = np.triu_indices(k + 1)
-    gram = np.zeros((d, len(rows)))     # upper triangles of sum_i o_ij E[z~ z~']
-    cross = np.zeros((d, k + 1))        # sum_i o_ij (x_ij - mean_j) E[z~]
-    squares = np.zeros(d)               # sum_i o_ij (x_ij - mean_j)^2
-    latent = np.zeros((k + 1, k + 1))   # sum_i E[z~ z~'] over all the rows
-    total = 0.0
-    for block in _blocks(n, max(d, (k + 1) ** 2)):
-        obs = observed[block].astype(np.float64)
-        centred = np.where(observed[block], x[block] - mean, 0.0)
-        z, z_cov, log_likelihood = _posterior(centred, obs, weights, noise_variance)
-        total += log_likelihood.sum()
-        z1 = np.hstack([z, np.ones((len(z), 1))])
-        moments = z1[:, :, None] * z1[:, None, :]
-        moments[:, :k, :k] += z_cov
-        gram += obs.T @ moments[:, rows, cols]
-        latent += moments.sum(axis=0)
-        cross += centred.T @ z1
-        squares += (centred ** 2).sum(axis=0)
-    coef = np.linalg.solve(_symmetric(gram, k + 1), cross[:, :, None])[:, :, 0]
+    log_likelihood, gram, cross, squares, latent = _statistics(
+        x, observed, weights, noise_variance, mean)
+    coef = np.linalg.solve(gram, cross[:, :, None])[:, :, 0]
     # sum_i o_ij E[(x_ij - mean_j - w~_j' z~_i)^2] at the regression's solution
-    residual = squares - (coef * cross).sum(axis=1)
-    if isotropic:
-        new_noise = np.full(d, residual.sum() / counts.sum())
-    else:
-        new_noise = residual / counts
-    new_noise = np.maximum(new_noise, MIN_NOISE_VARIANCE)
+    new_noise = _noise(squares - (coef * cross).sum(axis=1), counts, isotropic)
     weights, mean = coef[:, :k], mean + coef[:, k]
     z_mean = latent[:k, k] / n
     z_cov = latent[:k, :k] / n - np.outer(z_mean, z_mean)
-    return total / n, (weights @ np.linalg.cholesky(z_cov), new_noise, mean + weights @ z_mean)
+    return log_likelihood, (weights @ np.linalg.cholesky(z_cov), new_noise,
+                            mean + weights @ z_mean)
 
 
-def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, max_iter=200,
+def _ard_step(x, observed, weights, noise_variance, mean, counts, isotropic):
+    """One EM iteration of the MAP model under the ARD prior; see :func:`_refine_ard`.
+
+    Returns the mean log-likelihood of the model given and the next model.
+    """
+    d, k = weights.shape
+    log_likelihood, gram, cross, squares, _ = _statistics(
+        x, observed, weights, noise_variance, mean)
+    # w_l ~ N(0, I / alpha_l) with alpha_l = d / |w_l|^2 (its maximum
+    # a posteriori value): a ridge of psi_j alpha_l on each feature's regression
+    alpha = d / (weights ** 2).sum(axis=0)
+    ridge = np.zeros((d, k + 1, k + 1))
+    ridge[:, np.arange(k), np.arange(k)] = noise_variance[:, None] * alpha
+    coef = np.linalg.solve(gram + ridge, cross[:, :, None])[:, :, 0]
+    residual = (squares - 2.0 * (coef * cross).sum(axis=1)
+                + np.einsum("dk,dkl,dl->d", coef, gram, coef))
+    new_noise = _noise(residual, counts, isotropic)
+    return log_likelihood, (coef[:, :k], new_noise, mean + coef[:, k])
+
+
+def refine_ard(x, weights, noise_variance, mean, *, isotropic=False, max_iter=200, tol=1e-4):
+    """Refine a linear Gaussian model to its MAP solution under an ARD prior.
+
+    Parameters
+    ----------
+    x : array-like of shape (n_samples, n_features)
+        Rows, NaN where an entry is missing (the rows the model was fitted to).
+    weights : array-like of shape (n_features, n_components)
+    noise_variance : array-like of shape (n_features,)
+    mean : array-like of shape (n_features,)
+        The model to start from, usually the maximum likelihood model of
+        :func:`fit_linear_gaussian_missing`.
+    isotropic : bool, default=False
+        Whether the noise variance is one, pooled (probabilistic PCA).
+    max_iter : int, default=200
+        Maximum number of EM iterations.
+    tol : float, default=1e-4
+        Tolerance on the change of the mean log-likelihood per row.
+
+    Returns
+    -------
+    weights, noise_variance, mean : ndarray
+        The refined model, with the same shapes; the columns of ``weights``
+        the data do not support are 0 and come last.
+
+    Notes
+    -----
+    Each column ``w_l`` of the loadings gets the prior ``N(0, I / alpha_l)``,
+    with ``alpha_l`` re-estimated as ``d / |w_l|^2`` at every iteration
+    (Bayesian PCA [1]_; for factor analysis the same prior with a noise
+    variance per feature). A column the data do not support shrinks, faster
+    as it gets shorter, and once shorter than :data:`ARD_PRUNE` times the
+    longest it is set to exactly 0 and left out (a zero column is a fixed
+    point). The columns are first rotated to be orthogonal, longest first
+    (``W V`` for ``W = U S V'``: the same likelihood), so that a rank the data
+    lack is in whole columns. The iterations are plain EM, since the prior is
+    not rotation invariant, as parameter expansion needs; from the maximum
+    likelihood model they have little to do. They stop after ``max_iter``, or
+    when no column was pruned, the mean log-likelihood per row moved by less
+    than ``tol`` and no column shrank by more than :data:`ARD_SHRINK_TOL` of
+    its length. The model's likelihood is a hair below the maximum likelihood
+    model's of as many components as are kept (the prior shortens the kept
+    columns a little).
+
+    References
+    ----------
+    .. [1] C. M. Bishop, "Bayesian PCA", Advances in Neural Information
+       Processing Systems 11, 382-388, 1999.
+    """
+    x = _check_rows(x)
+    observed = ~np.isnan(x)
+    keep = observed.any(axis=1)
+    if not keep.all():
+        x, observed = x[keep], observed[keep]
+    model = (np.asarray(weights, dtype=np.float64).reshape(x.shape[1], -1),
+             np.asarray(noise_variance, dtype=np.float64).reshape(x.shape[1]),
+             np.asarray(mean, dtype=np.float64).reshape(x.shape[1]))
+    return _refine_ard(x, observed, model, observed.sum(axis=0), isotropic, max_iter, tol)
+
+
+def _refine_ard(x, observed, model, counts, isotropic, max_iter, tol):
+    """:func:`refine_ard` of checked rows, their mask and each feature's observed count."""
+    weights, noise_variance, mean = model
+    n_components = weights.shape[1]
+    if not np.any(weights):
+        return model
+    weights = weights @ np.linalg.svd(weights, full_matrices=False)[2].T
+    log_likelihood = np.inf
+    for _ in range(max_iter):
+        norms = np.sqrt((weights ** 2).sum(axis=0))
+        active = norms > ARD_PRUNE * norms.max(initial=0.0)
+        if not active.any():
+            break
+        weights, norms = weights[:, active], norms[active]
+        previous = log_likelihood if active.all() else np.inf
+        log_likelihood, following = _ard_step(x, observed, weights, noise_variance, mean,
+                                              counts, isotropic)
+        shrink = np.sqrt((following[0] ** 2).sum(axis=0)) / norms
+        if abs(log_likelihood - previous) < tol and shrink.min() > 1.0 - ARD_SHRINK_TOL:
+            break
+        weights, noise_variance, mean = following
+    out = np.zeros((weights.shape[0], n_components))
+    out[:, :weights.shape[1]] = weights
+    return out, noise_variance, mean
+
+
+def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, ard=False, max_iter=200,
                                 tol=1e-4, random_state=None, return_history=False):
     """Fit factor analysis or probabilistic PCA by EM to rows with missing entries.
 
@@ -244,6 +385,12 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, max_iter=20
         False: factor analysis, one noise variance per feature. True:
         probabilistic PCA, one noise variance pooled over all the observed
         entries.
+    ard : bool, default=False
+        Whether to refine the maximum likelihood model to the maximum a
+        posteriori model under an automatic relevance determination prior on
+        the columns of ``W`` (Bayesian PCA [5]_): the columns the data do not
+        support become exactly 0. At most ``max_iter`` more iterations, of
+        plain EM.
     max_iter : int, default=200
         Maximum number of EM iterations.
     tol : float, default=1e-4
@@ -270,7 +417,8 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, max_iter=20
         Only when ``return_history=True``: the mean log-likelihood per row of
         the observed entries, of the start and of the model after each
         iteration; the last is that of the model returned. It never decreases
-        (up to rounding): EM's property.
+        (up to rounding): EM's property. Of the maximum likelihood fit only,
+        with ``ard=True``.
 
     Raises
     ------
@@ -281,6 +429,7 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, max_iter=20
     See Also
     --------
     missing_log_likelihood : The log-likelihood of each row's observed entries.
+    refine_ard : The refinement of ``ard=True``.
     sklearn.decomposition.FactorAnalysis : Factor analysis of complete rows.
     sklearn.decomposition.PCA : Its ``score`` is probabilistic PCA's.
 
@@ -318,6 +467,8 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, max_iter=20
        Learning Research 11, 1957-2000, 2010.
     .. [4] C. Liu, D. B. Rubin and Y. N. Wu, "Parameter expansion to
        accelerate EM: the PX-EM algorithm", Biometrika 85(4), 755-770, 1998.
+    .. [5] C. M. Bishop, "Bayesian PCA", Advances in Neural Information
+       Processing Systems 11, 382-388, 1999.
     """
     del random_state  # deterministic
     x = _check_rows(x)
@@ -345,6 +496,8 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, max_iter=20
         if len(history) > max_iter or (len(history) > 1 and history[-1] - history[-2] < tol):
             break
         model = following
+    if ard:
+        model = _refine_ard(x, observed, model, counts, isotropic, max_iter, tol)
     weights, noise_variance, mean = model
     if return_history:
         return weights, noise_variance, mean, np.asarray(history)

@@ -124,13 +124,45 @@ def test_rows_with_nothing_observed_are_ignored():
 
 
 @pytest.mark.parametrize("isotropic", [False, True])
+def test_ard_keeps_the_components_the_data_support(isotropic):
+    """A model of 8 components fitted to rows of a 3-factor model, with holes:
+    the ARD prior sets 5 columns to exactly 0 and leaves a model as likely as
+    the 3-component maximum likelihood model; the 8-component
+    maximum likelihood model uses all 8. The noise variances are equal and
+    the rows not standardized: probabilistic PCA of unequal ones rightly keeps
+    more columns, which model the noise."""
+    rng = np.random.RandomState(0)
+    x = _with_holes(rng.randn(400, 3) @ rng.randn(3, 15) + 0.7 * rng.randn(400, 15))
+    weights, noise, mean = fit_linear_gaussian_missing(x, 8, isotropic=isotropic, ard=True)
+    norms = np.linalg.norm(weights, axis=0)
+    assert weights.shape == (15, 8)
+    assert np.count_nonzero(norms) == 3 and np.all(norms[3:] == 0)
+    ml, ml_noise, ml_mean = fit_linear_gaussian_missing(x, 8, isotropic=isotropic)
+    assert np.all(np.linalg.norm(ml, axis=0) > 0.01)
+    # the prior costs the rows next to no likelihood against the 3-component
+    # maximum likelihood model (its loadings are a hair shorter)
+    W3, noise3, mean3 = fit_linear_gaussian_missing(x, 3, isotropic=isotropic)
+    ours = missing_log_likelihood(x, weights, noise, mean).mean()
+    three = missing_log_likelihood(x, W3, noise3, mean3).mean()
+    assert three - 0.01 <= ours <= missing_log_likelihood(x, ml, ml_noise, ml_mean).mean()
+
+
+def test_ard_keeps_every_component_of_full_rank_data():
+    x, _ = _factor_model(n_components=6)
+    x = _with_holes(x)
+    weights, _, _ = fit_linear_gaussian_missing(x, 4, ard=True)
+    assert np.all(np.linalg.norm(weights, axis=0) > 0.3)
+
+
+@pytest.mark.parametrize("isotropic", [False, True])
+@pytest.mark.parametrize("ard", [False, True])
 @pytest.mark.parametrize("n_components", [1, 4, 20])
-def test_outputs_are_finite(isotropic, n_components):
+def test_outputs_are_finite(isotropic, ard, n_components):
     # more components than features, and a constant feature (no noise left)
     x = _with_holes(_factor_model(n_samples=60, n_features=10)[0], fraction=0.5)
     x[:, 2] = np.where(np.isnan(x[:, 2]), np.nan, 1.0)
     weights, noise, mean = fit_linear_gaussian_missing(x, n_components, isotropic=isotropic,
-                                                       max_iter=50)
+                                                       ard=ard, max_iter=50)
     assert weights.shape == (10, n_components)
     for value in (weights, noise, mean, missing_log_likelihood(x, weights, noise, mean)):
         assert np.all(np.isfinite(value))
