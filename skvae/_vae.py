@@ -85,7 +85,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         higher likelihood on the held-out rows. Training then learns the
         nonlinear part, and with early stopping the start competes for the
         weights kept, so the fit is at least as good as the linear model on the
-        held-out rows. ``"random"``: PyTorch's default random weights, linear
+        held-out rows. With missing values in X each model is fitted by EM to
+        the observed entries and is also tried refined under an ARD prior,
+        which sets the components the data do not support to 0 (see the
+        missing-data page). ``"random"``: PyTorch's default random weights, linear
         paths at zero. The linear starts need ``likelihood="gaussian"``;
         ``"auto"`` means ``"random"`` for the Bernoulli likelihood.
 
