@@ -45,10 +45,10 @@ from joblib import Parallel, delayed
 from skvae import VAETransformer
 
 try:  # run as a script from the repository root
-    from bench_codes import DATASETS, _fit_pca, accuracies, splits
+    from bench_codes import DATASETS, _fit_linear, accuracies, splits
     from bench_quality import _cpu_model
 except ImportError:  # pragma: no cover - imported from elsewhere
-    from benchmarks.bench_codes import DATASETS, _fit_pca, accuracies, splits
+    from benchmarks.bench_codes import DATASETS, _fit_linear, accuracies, splits
     from benchmarks.bench_quality import _cpu_model
 
 #: Posterior draws that score a row's ELBO before and after the refinement.
@@ -118,7 +118,7 @@ def run(names, ks, seeds, params, n_jobs, steps, lr, samples):
     rows, tasks = [], []
     for name, split, k in splits(names, ks):
         rows.append({"data": name, "shape": split[0].shape, "k": k,
-                     "pca": _fit_pca(split, k), "runs": []})
+                     "pca": _fit_linear(split, k), "runs": []})
         for seed in range(seeds):
             tasks.append((len(rows) - 1, delayed(_one)(split, k, seed, params, steps, lr,
                                                        samples)))

@@ -9,11 +9,25 @@ reference for a nonlinear embedding) for each seed, and prints
 
 * LR: accuracy of ``LogisticRegression`` on the standardized codes of the test rows;
 * 5-NN: accuracy of ``KNeighborsClassifier(5)`` on the codes themselves;
+* the same for ``FactorAnalysis(k)``, the linear model the default VAE usually starts
+  from: like the VAE's Gaussian likelihood, with a variance per feature, it weighs
+  each feature by its noise precision, where PCA weighs the features by their raw
+  variances (``make_pipeline(StandardScaler(), PCA(k))`` behaves like factor
+  analysis); the VAE against this column is the nonlinear model against its linear
+  counterpart;
 * the VAE's held-out score (nats per sample, the ELBO of ``score``) and PCA's;
 * fit seconds, and the VAE's active dimensions (codes whose posterior mean varies
   over the training rows by more than 1 % of the prior's variance);
 * whether the row meets the targets: VAE >= PCA on both metrics (means over seeds),
   and at k=2 on digits and MNIST at least half of the way from PCA to UMAP.
+
+``--diagnostics`` adds the 5-NN accuracy of the VAE's codes scaled per dimension by
+the root mean square, over the training codes, of the decoder mean's derivative with
+respect to that dimension (in standardized units): codes whose distances approximate
+those between their reconstructions, as PCA's codes' do, while each dimension of the
+posterior means has about the prior's unit scale however much of the data it
+explains. Not what ``transform`` returns: it tells whether the codes' scale, rather
+than their content, is what a nearest-neighbour model misses.
 
 Run from the repository root::
 
@@ -36,7 +50,7 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 from sklearn import datasets
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, FactorAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
@@ -87,17 +101,41 @@ def accuracies(codes_train, y_train, codes_test, y_test):
     return lr.score(codes_test, y_test), knn.score(codes_test, y_test)
 
 
-def _fit_vae(split, k, seed, params):
+def decoder_scales(vae, codes):
+    """Root mean square over ``codes`` of the decoder mean's derivative along each dimension.
+
+    In the model's units (standardized features for the Gaussian likelihood): how far
+    the reconstruction moves per unit of each latent dimension, shape (n_components,).
+    """
+    module = vae.module_
+    z = torch.as_tensor(codes, dtype=torch.float32, device=vae.device_)
+    scales = []
+    for dim in range(z.shape[1]):
+        direction = torch.zeros_like(z)
+        direction[:, dim] = 1.0
+        _, change = torch.func.jvp(
+            lambda v: module.observation.mean(module.decode(v)), (z,), (direction,))
+        scales.append(float(change.square().sum(dim=1).mean().sqrt()))
+    return np.asarray(scales)
+
+
+def _fit_vae(split, k, seed, params, diagnostics=False):
     X_train, X_test, y_train, y_test = split
     torch.set_num_threads(1)
     start = time.perf_counter()
     vae = VAETransformer(k, random_state=seed, **params).fit(X_train)
     seconds = time.perf_counter() - start
-    codes_train = vae.transform(X_train)
+    codes_train, codes_test = vae.transform(X_train), vae.transform(X_test)
     active = int((codes_train.var(axis=0) > 0.01).sum())
-    lr, knn = accuracies(codes_train, y_train, vae.transform(X_test), y_test)
-    return {"lr": lr, "knn": knn, "score": vae.score(X_test), "seconds": seconds,
-            "active": active}
+    lr, knn = accuracies(codes_train, y_train, codes_test, y_test)
+    result = {"lr": lr, "knn": knn, "score": vae.score(X_test), "seconds": seconds,
+              "active": active}
+    if diagnostics:
+        with torch.no_grad():
+            scale = decoder_scales(vae, codes_train)
+        knn_scaled = KNeighborsClassifier(5).fit(codes_train * scale, y_train)
+        result["knn_scaled"] = knn_scaled.score(codes_test * scale, y_test)
+    return result
 
 
 def _fit_umap(split, k, seed):
@@ -111,13 +149,15 @@ def _fit_umap(split, k, seed):
     return {"lr": lr, "knn": knn, "seconds": seconds}
 
 
-def _fit_pca(split, k):
+def _fit_linear(split, k, model="pca"):
     X_train, X_test, y_train, y_test = split
     start = time.perf_counter()
-    pca = PCA(k, random_state=0).fit(X_train)
+    estimator = (PCA(k, random_state=0) if model == "pca"
+                 else FactorAnalysis(k, random_state=0)).fit(X_train)
     seconds = time.perf_counter() - start
-    lr, knn = accuracies(pca.transform(X_train), y_train, pca.transform(X_test), y_test)
-    return {"lr": lr, "knn": knn, "score": pca.score(X_test), "seconds": seconds}
+    lr, knn = accuracies(estimator.transform(X_train), y_train, estimator.transform(X_test),
+                         y_test)
+    return {"lr": lr, "knn": knn, "score": estimator.score(X_test), "seconds": seconds}
 
 
 def splits(names, ks=None):
@@ -140,13 +180,15 @@ def splits(names, ks=None):
                 yield name, split, k
 
 
-def run(names, ks, seeds, params, n_jobs, with_umap):
+def run(names, ks, seeds, params, n_jobs, with_umap, diagnostics=False):
     tasks, rows = [], []
     for name, split, k in splits(names, ks):
         rows.append({"data": name, "shape": split[0].shape, "k": k,
-                     "pca": _fit_pca(split, k), "vae": [], "umap": []})
+                     "pca": _fit_linear(split, k), "fa": _fit_linear(split, k, "fa"),
+                     "vae": [], "umap": []})
         for seed in range(seeds):
-            tasks.append((len(rows) - 1, "vae", delayed(_fit_vae)(split, k, seed, params)))
+            tasks.append((len(rows) - 1, "vae",
+                          delayed(_fit_vae)(split, k, seed, params, diagnostics)))
             if with_umap:
                 tasks.append((len(rows) - 1, "umap", delayed(_fit_umap)(split, k, seed)))
     results = Parallel(n_jobs=n_jobs)(task for *_, task in tasks)
@@ -160,13 +202,16 @@ def _mean(runs, key):
 
 
 def report(rows):
-    header = ("| data (n_train x d) | k | PCA LR / 5-NN | VAE LR / 5-NN | UMAP LR / 5-NN | "
-              "VAE worst LR / 5-NN | VAE score (PCA) | active | fit s VAE / UMAP | "
-              "VAE >= PCA | k=2 half-way |")
-    lines = [header, "|---|---:|---|---|---|---|---|---:|---|:-:|:-:|"]
+    diagnostics = any("knn_scaled" in r for row in rows for r in row["vae"])
+    header = ("| data (n_train x d) | k | PCA LR / 5-NN | FA LR / 5-NN | VAE LR / 5-NN | "
+              + ("VAE 5-NN, scaled codes | " if diagnostics else "")
+              + "UMAP LR / 5-NN | VAE worst LR / 5-NN | VAE score (PCA) | active | "
+              "fit s VAE / UMAP | VAE >= PCA | k=2 half-way |")
+    lines = [header, "|---|---:|---|---|---|" + ("---:|" if diagnostics else "")
+             + "---|---|---|---:|---|:-:|:-:|"]
     passed = 0
     for row in rows:
-        pca, vae, um = row["pca"], row["vae"], row["umap"]
+        pca, fa, vae, um = row["pca"], row["fa"], row["vae"], row["umap"]
         v_lr, v_knn = _mean(vae, "lr"), _mean(vae, "knn")
         beats = v_lr >= pca["lr"] and v_knn >= pca["knn"]
         target = K2_TARGETS.get(row["data"]) if row["k"] == 2 else None
@@ -177,7 +222,9 @@ def report(rows):
         umap_cell = f"{_mean(um, 'lr'):.3f} / {_mean(um, 'knn'):.3f}" if um else "-"
         lines.append(
             f"| {row['data']} ({n} x {d}) | {row['k']} | {pca['lr']:.3f} / {pca['knn']:.3f} | "
-            f"{v_lr:.3f} / {v_knn:.3f} | {umap_cell} | "
+            f"{fa['lr']:.3f} / {fa['knn']:.3f} | {v_lr:.3f} / {v_knn:.3f} | "
+            + (f"{_mean(vae, 'knn_scaled'):.3f} | " if diagnostics else "")
+            + f"{umap_cell} | "
             f"{min(r['lr'] for r in vae):.3f} / {min(r['knn'] for r in vae):.3f} | "
             f"{_mean(vae, 'score'):.1f} ({pca['score']:.1f}) | {_mean(vae, 'active'):.1f} | "
             f"{_mean(vae, 'seconds'):.1f} / {_mean(um, 'seconds'):.1f} | "
@@ -196,6 +243,8 @@ def main(argv=None):
                         help="JSON of VAETransformer parameters (default: none, the defaults)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--no-umap", action="store_true", help="skip UMAP")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="add the 5-NN accuracy of the VAE codes scaled by the decoder")
     args = parser.parse_args(argv)
     names = list(DATASETS) if args.only is None else args.only.split(",")
     ks = None if args.ks is None else {int(k) for k in args.ks.split(",")}
@@ -208,7 +257,7 @@ def main(argv=None):
             print("umap-learn is not installed: no UMAP column")
             with_umap = False
     start = time.perf_counter()
-    rows = run(names, ks, args.seeds, params, args.n_jobs, with_umap)
+    rows = run(names, ks, args.seeds, params, args.n_jobs, with_umap, args.diagnostics)
     print(f"### skvae codes benchmark\n\n{_cpu_model()}, {os.cpu_count()} cores; torch "
           f"{torch.__version__}; {args.n_jobs} fits at a time, 1 thread each; "
           f"VAETransformer parameters: {params or 'defaults'}; seeds 0-{args.seeds - 1}; "
