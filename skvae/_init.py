@@ -310,11 +310,13 @@ def linear_start(module, method, train, valid, noise, seed, generator):
         work = x.size
     single = work <= SINGLE_THREAD_VALUES and threading.current_thread() is threading.main_thread()
     with threadpool_limits(1 if single else None, user_api="blas"):
+        # with holes, each model also refined under the ARD prior (see the
+        # module's docstring)
+        holes = not isinstance(x, SparseRows) and _data.has_missing(x)
         models = {}
         for m in methods:
             models[m, "ml"] = linear_gaussian_model(m, x, module.n_components, seed)
-            if not isinstance(x, SparseRows) and _data.has_missing(x):
-                # and the model under the ARD prior (see the module's docstring)
+            if holes:
                 models[m, "ard"] = refine_ard(x, *models[m, "ml"], isotropic=m == "pca")
     del x  # the rows are not needed to judge, and can be large
     if len(models) == 1:
