@@ -256,7 +256,6 @@ def test_linear_start_with_holes_is_the_em_fit_of_the_observed_entries(holes):
     assert np.abs(W @ W.T + np.diag(psi) - cov_imputed).max() > 0.1
 
 
-
 def test_start_with_holes_keeps_only_the_components_the_data_support(holes):
     """With holes, the start may be the linear model under the ARD prior: on
     rows of a 2-factor model, a VAE of 6 components starts from 2 non-zero
