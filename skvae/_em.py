@@ -14,11 +14,11 @@ feature, solved for all the features at once. An iteration costs
 O(n d k^2) time. The iterations are parameter-expanded EM, which converges
 in far fewer of them than plain EM.
 
-With ``ard=True`` the maximum likelihood model is then refined to the
-maximum a posteriori model under an automatic relevance determination prior
-on the columns of ``W`` (Bayesian PCA, Bishop 1999): a column the data do not
-support shrinks to exactly 0, so a model of more components than the data's
-rank keeps only the ones they need.
+:func:`refine_ard` refines such a model to the maximum a posteriori model
+under an automatic relevance determination prior on the columns of ``W``
+(Bayesian PCA, Bishop 1999): a column the data do not support shrinks to
+exactly 0, so a model of more components than the data's rank keeps only the
+ones they need.
 """
 
 import numpy as np
@@ -261,7 +261,7 @@ def _em_step(x, observed, weights, noise_variance, mean, counts, isotropic):
 
 
 def _ard_step(x, observed, weights, noise_variance, mean, counts, isotropic):
-    """One EM iteration of the MAP model under the ARD prior; see :func:`_refine_ard`.
+    """One EM iteration of the MAP model under the ARD prior; see :func:`refine_ard`.
 
     Returns the mean log-likelihood of the model given and the next model.
     """
@@ -331,18 +331,14 @@ def refine_ard(x, weights, noise_variance, mean, *, isotropic=False, max_iter=20
     keep = observed.any(axis=1)
     if not keep.all():
         x, observed = x[keep], observed[keep]
-    model = (np.asarray(weights, dtype=np.float64).reshape(x.shape[1], -1),
-             np.asarray(noise_variance, dtype=np.float64).reshape(x.shape[1]),
-             np.asarray(mean, dtype=np.float64).reshape(x.shape[1]))
-    return _refine_ard(x, observed, model, observed.sum(axis=0), isotropic, max_iter)
-
-
-def _refine_ard(x, observed, model, counts, isotropic, max_iter):
-    """:func:`refine_ard` of checked rows, their mask and each feature's observed count."""
-    weights, noise_variance, mean = model
+    d = x.shape[1]
+    weights = np.asarray(weights, dtype=np.float64).reshape(d, -1)
+    noise_variance = np.asarray(noise_variance, dtype=np.float64).reshape(d)
+    mean = np.asarray(mean, dtype=np.float64).reshape(d)
     n_components = weights.shape[1]
     if not np.any(weights):
-        return model
+        return weights, noise_variance, mean
+    counts = observed.sum(axis=0)
     weights = weights @ np.linalg.svd(weights, full_matrices=False)[2].T
     for _ in range(max_iter):
         norms = np.sqrt((weights ** 2).sum(axis=0))
@@ -360,7 +356,7 @@ def _refine_ard(x, observed, model, counts, isotropic, max_iter):
     return out, noise_variance, mean
 
 
-def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, ard=False, max_iter=200,
+def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, max_iter=200,
                                 tol=1e-4, random_state=None, return_history=False):
     """Fit factor analysis or probabilistic PCA by EM to rows with missing entries.
 
@@ -381,12 +377,6 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, ard=False, 
         False: factor analysis, one noise variance per feature. True:
         probabilistic PCA, one noise variance pooled over all the observed
         entries.
-    ard : bool, default=False
-        Whether to refine the maximum likelihood model to the maximum a
-        posteriori model under an automatic relevance determination prior on
-        the columns of ``W`` (Bayesian PCA [5]_): the columns the data do not
-        support become exactly 0. At most ``max_iter`` more iterations, of
-        plain EM.
     max_iter : int, default=200
         Maximum number of EM iterations.
     tol : float, default=1e-4
@@ -413,8 +403,7 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, ard=False, 
         Only when ``return_history=True``: the mean log-likelihood per row of
         the observed entries, of the start and of the model after each
         iteration; the last is that of the model returned. It never decreases
-        (up to rounding): EM's property. Of the maximum likelihood fit only,
-        with ``ard=True``.
+        (up to rounding): EM's property.
 
     Raises
     ------
@@ -425,7 +414,7 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, ard=False, 
     See Also
     --------
     missing_log_likelihood : The log-likelihood of each row's observed entries.
-    refine_ard : The refinement of ``ard=True``.
+    refine_ard : The model's MAP refinement under an ARD prior on ``W``.
     sklearn.decomposition.FactorAnalysis : Factor analysis of complete rows.
     sklearn.decomposition.PCA : Its ``score`` is probabilistic PCA's.
 
@@ -463,8 +452,6 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, ard=False, 
        Learning Research 11, 1957-2000, 2010.
     .. [4] C. Liu, D. B. Rubin and Y. N. Wu, "Parameter expansion to
        accelerate EM: the PX-EM algorithm", Biometrika 85(4), 755-770, 1998.
-    .. [5] C. M. Bishop, "Bayesian PCA", Advances in Neural Information
-       Processing Systems 11, 382-388, 1999.
     """
     del random_state  # deterministic
     x = _check_rows(x)
@@ -492,8 +479,6 @@ def fit_linear_gaussian_missing(x, n_components, *, isotropic=False, ard=False, 
         if len(history) > max_iter or (len(history) > 1 and history[-1] - history[-2] < tol):
             break
         model = following
-    if ard:
-        model = _refine_ard(x, observed, model, counts, isotropic, max_iter)
     weights, noise_variance, mean = model
     if return_history:
         return weights, noise_variance, mean, np.asarray(history)
