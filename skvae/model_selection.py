@@ -461,9 +461,10 @@ class EvolutionarySearchCV(BaseSearchCV):
         )
 
     def _run_search(self, evaluate_candidates):
-        optuna = import_optional("optuna", extra="search", caller="EvolutionarySearchCV")
-        # the same checks and messages as RandomizedSearchCV
+        # the same checks and messages as RandomizedSearchCV, before the extra is
+        # needed: a mistake in the space is reported with or without Optuna
         ParameterSampler(self.param_distributions, 1)
+        optuna = import_optional("optuna", extra="search", caller="EvolutionarySearchCV")
         genome = _Genome(self.param_distributions, optuna.distributions)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         sampler = optuna.samplers.NSGAIISampler(

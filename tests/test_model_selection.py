@@ -1,5 +1,6 @@
 """Tests of skvae.model_selection and of the searches used with VAETransformer."""
 
+import importlib.util
 import subprocess
 import sys
 import warnings
@@ -34,6 +35,11 @@ TINY = dict(hidden_layer_sizes=(8,), max_epochs=2, batch_size=64, learning_rate=
 # searches rank last with a "non-finite test scores" warning.
 PCA_FINITE = 40
 
+#: EvolutionarySearchCV runs on Optuna's NSGA-II sampler (the "search" extra, which
+#: the test extra installs; a machine without it, such as a GPU image, skips these)
+requires_optuna = pytest.mark.skipif(importlib.util.find_spec("optuna") is None,
+                                     reason="EvolutionarySearchCV needs optuna")
+
 
 @pytest.fixture
 def spy_batches(monkeypatch):
@@ -54,6 +60,7 @@ def spy_batches(monkeypatch):
 # ------------------------------------------------------------ EvolutionarySearchCV
 
 
+@requires_optuna
 def test_evolutionary_search_same_seed_same_results(digits):
     X, _ = digits
     space = {"n_components": randint(2, 8), "learning_rate": loguniform(1e-3, 1e-1)}
@@ -70,6 +77,7 @@ def test_evolutionary_search_same_seed_same_results(digits):
     assert a.cv_results_["params"] != c.cv_results_["params"]
 
 
+@requires_optuna
 def test_evolutionary_search_value_types(digits):
     X, _ = digits
     space = {"n_components": randint(1, 30), "tol": loguniform(1e-3, 1e-1),
@@ -82,6 +90,7 @@ def test_evolutionary_search_value_types(digits):
         assert params["svd_method"] in ("lapack", "randomized")
 
 
+@requires_optuna
 def test_evolutionary_search_lists_of_objects(digits):
     """Tuples and estimators in lists, and a list of dicts, as RandomizedSearchCV takes."""
     X, _ = digits
@@ -105,6 +114,7 @@ def test_evolutionary_search_lists_of_objects(digits):
     assert not hasattr(space[0]["reduce"][0], "components_")
 
 
+@requires_optuna
 def test_evolutionary_search_one_batch_per_generation(digits, spy_batches):
     X, _ = digits
     search = EvolutionarySearchCV(PCA(), {"n_components": randint(1, PCA_FINITE)},
@@ -123,6 +133,7 @@ def test_evolutionary_search_one_batch_per_generation(digits, spy_batches):
     assert len(values) == len(set(values))
 
 
+@requires_optuna
 def test_evolutionary_search_stops_without_improvement(digits, spy_batches):
     X, _ = digits
     # one possible candidate: every later generation repeats it, the best never improves
@@ -138,6 +149,7 @@ def test_evolutionary_search_stops_without_improvement(digits, spy_batches):
     assert full.n_generations_ == 4
 
 
+@requires_optuna
 def test_evolutionary_search_improves_on_first_generation(digits):
     X, _ = digits
     search = EvolutionarySearchCV(PCA(), {"n_components": randint(1, PCA_FINITE)},
@@ -148,6 +160,7 @@ def test_evolutionary_search_improves_on_first_generation(digits):
     assert search.best_score_ > scores[first].max()
 
 
+@requires_optuna
 def test_evolutionary_search_n_jobs(digits):
     X, _ = digits
     space = {"n_components": randint(2, 6)}
@@ -159,6 +172,7 @@ def test_evolutionary_search_n_jobs(digits):
                                parallel.cv_results_["mean_test_score"])
 
 
+@requires_optuna
 def test_evolutionary_search_pipeline_accuracy(digits):
     X, y = digits
     pipe = Pipeline([("vae", VAETransformer(**TINY)),
@@ -172,6 +186,7 @@ def test_evolutionary_search_pipeline_accuracy(digits):
     assert search.score(X, y) == pytest.approx(search.best_estimator_.score(X, y))
 
 
+@requires_optuna
 def test_evolutionary_search_failed_fits(digits):
     X, _ = digits
     # n_components > n_features fails to fit
@@ -191,6 +206,7 @@ def test_evolutionary_search_failed_fits(digits):
                              generations=1, cv=2, error_score="raise").fit(X)
 
 
+@requires_optuna
 def test_evolutionary_search_multimetric(digits):
     X, y = digits
     pipe = Pipeline([("pca", PCA()), ("clf", LogisticRegression(max_iter=200))])
