@@ -220,6 +220,7 @@ def report(rows):
         passed += beats and half != "**no**"
         n, d = row["shape"]
         umap_cell = f"{_mean(um, 'lr'):.3f} / {_mean(um, 'knn'):.3f}" if um else "-"
+        umap_seconds = f"{_mean(um, 'seconds'):.1f}" if um else "-"
         lines.append(
             f"| {row['data']} ({n} x {d}) | {row['k']} | {pca['lr']:.3f} / {pca['knn']:.3f} | "
             f"{fa['lr']:.3f} / {fa['knn']:.3f} | {v_lr:.3f} / {v_knn:.3f} | "
@@ -227,7 +228,7 @@ def report(rows):
             + f"{umap_cell} | "
             f"{min(r['lr'] for r in vae):.3f} / {min(r['knn'] for r in vae):.3f} | "
             f"{_mean(vae, 'score'):.1f} ({pca['score']:.1f}) | {_mean(vae, 'active'):.1f} | "
-            f"{_mean(vae, 'seconds'):.1f} / {_mean(um, 'seconds'):.1f} | "
+            f"{_mean(vae, 'seconds'):.1f} / {umap_seconds} | "
             f"{'yes' if beats else '**no**'} | {half} |")
     lines.append("")
     lines.append(f"{passed} of {len(rows)} rows meet the targets.")

@@ -125,7 +125,8 @@ def fit_work(X, n_components, hidden_layer_sizes, batch_size):
     try:
         shape = getattr(X, "shape", None)
         n_rows, n_features = shape if shape is not None else (len(X), len(X[0]))
-        hidden = (hidden_layer_sizes,) if isinstance(hidden_layer_sizes, int) else hidden_layer_sizes
+        hidden = ((hidden_layer_sizes,) if isinstance(hidden_layer_sizes, int)
+                  else hidden_layer_sizes)
         return step_macs(int(n_features), int(n_components),
                          [int(h) for h in hidden], min(int(batch_size), int(n_rows)))
     except (TypeError, ValueError, IndexError):
