@@ -94,8 +94,8 @@ AUTO_COMPONENTS = (8, 16)
 _VAE_PARAMS = (
     "n_components", "hidden_layer_sizes", "activation", "likelihood", "init", "beta",
     "kl_warmup_epochs", "max_epochs", "batch_size", "learning_rate", "early_stopping",
-    "validation_fraction", "n_iter_no_change", "device", "n_threads", "callbacks", "verbose",
-    "random_state",
+    "validation_fraction", "n_iter_no_change", "tol", "device", "n_threads", "callbacks",
+    "verbose", "random_state",
 )
 
 
@@ -286,7 +286,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
 
     hidden_layer_sizes, activation, likelihood, init, beta, \
 kl_warmup_epochs, max_epochs, batch_size, learning_rate, early_stopping, \
-validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
+validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbose
         The parameters of :class:`~skvae.VAETransformer`, with its defaults.
 
     random_state : int, RandomState instance or None, default=None
@@ -365,6 +365,7 @@ validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change="auto",
+        tol="auto",
         device="auto",
         n_threads="auto",
         callbacks=None,
@@ -390,6 +391,7 @@ validation_fraction, n_iter_no_change, device, n_threads, callbacks, verbose
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.device = device
         self.n_threads = n_threads
         self.callbacks = callbacks

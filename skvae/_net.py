@@ -228,6 +228,9 @@ class VAENet(NeuralNet):
         Patience while no epoch has improved on the weights training started
         from (``start_patience`` of :class:`WarmupEarlyStopping`); None: the
         same as ``n_iter_no_change``.
+    tol : float, default=0.0
+        The improvement of the held-out loss, in nats per row, that resets the
+        patience (``threshold`` of :class:`WarmupEarlyStopping`).
     noise_generator : torch.Generator
         Source of the reparameterisation noise, on the training device.
     valid_noise : callable
@@ -254,8 +257,8 @@ class VAENet(NeuralNet):
     """
 
     def __init__(self, module, *, beta=1.0, kl_warmup_epochs=0, n_iter_no_change=None,
-                 start_patience=None, noise_generator=None, valid_noise=None, missing=False,
-                 loss_offset=0.0, average_weights=False, **kwargs):
+                 start_patience=None, tol=0.0, noise_generator=None, valid_noise=None,
+                 missing=False, loss_offset=0.0, average_weights=False, **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
         self.missing = missing
         self.average_weights = average_weights
@@ -263,6 +266,7 @@ class VAENet(NeuralNet):
         self.kl_warmup_epochs = kl_warmup_epochs
         self.n_iter_no_change = n_iter_no_change
         self.start_patience = start_patience
+        self.tol = tol
         self.loss_offset = loss_offset
         self.noise_generator = noise_generator
         self.valid_noise = valid_noise
@@ -280,7 +284,7 @@ class VAENet(NeuralNet):
         if self.n_iter_no_change is not None:
             callbacks.append(("early_stopping", WarmupEarlyStopping(
                 patience=self.n_iter_no_change, start_epoch=self.kl_warmup_epochs,
-                start_patience=self.start_patience)))
+                start_patience=self.start_patience, threshold=self.tol)))
         return callbacks
 
     def get_default_callbacks(self):
@@ -510,9 +514,13 @@ class WarmupEarlyStopping(Callback):
     Ends training (by raising ``KeyboardInterrupt``, skorch's documented way
     for a callback to stop a fit) when ``monitor`` has not improved for
     ``patience`` epochs, and restores the weights of the epoch with the lowest
-    value when training ends. "Improved" means strictly lower, with no
-    threshold: skorch's ``EarlyStopping`` defaults to a relative threshold,
-    which misjudges small and negative losses.
+    value when training ends. "Improved" means lower than the value at the
+    last improvement by more than ``threshold``, an absolute amount in the
+    monitor's units, so that slow but steady progress adds up and restarts
+    the patience while a creep of hundredths does not (skorch's
+    ``EarlyStopping`` defaults to a relative threshold, which misjudges small
+    and negative losses). The weights kept are those of the lowest value all
+    the same, whatever its lead.
 
     Two additions to skorch's ``EarlyStopping``. Like Keras'
     ``start_from_epoch``, the first ``start_epoch`` epochs of the history (the
@@ -537,6 +545,11 @@ class WarmupEarlyStopping(Callback):
         None: ``patience``.
     start_epoch : int, default=0
         Epochs of the history before the callback starts watching.
+    threshold : float, default=0.0
+        How much lower than at the last restart of the patience the best
+        value must fall to restart it again; 0: any new best does. The first
+        epoch that beats the starting weights restarts it whatever its lead:
+        from there on the (shorter) ``patience`` applies.
     monitor : str, default="valid_loss"
         History key to watch; lower is better.
     sink : callable, default=print
@@ -551,27 +564,31 @@ class WarmupEarlyStopping(Callback):
         The epoch of the weights kept (the epochs before the fit for the
         starting weights); None before any.
     misses_ : int
-        Epochs since the last improvement.
+        Epochs since the patience last restarted.
+    reference_ : float
+        The best value when the patience last restarted.
     at_start_ : bool
         Whether the best weights are still those training started from.
     """
 
     def __init__(self, patience=5, start_epoch=0, monitor="valid_loss", sink=print,
-                 start_patience=None):
+                 start_patience=None, threshold=0.0):
         self.patience = patience
         self.start_patience = start_patience
         self.start_epoch = start_epoch
+        self.threshold = threshold
         self.monitor = monitor
         self.sink = sink
 
     def on_train_begin(self, net, **kwargs):
         self.misses_ = 0
         self.best_loss_, self.best_epoch_, self.best_weights_ = math.inf, None, None
+        self.reference_ = math.inf
         self.at_start_ = False
         initial = getattr(net, "initial_valid_loss_", None)
         if initial is not None and math.isfinite(initial):
             self.at_start_ = True
-            self.best_loss_ = initial
+            self.best_loss_ = self.reference_ = initial
             self.best_epoch_ = len(net.history)  # the epochs already trained: 0 for a new fit
             self._keep_weights(net.module_)
 
@@ -582,19 +599,24 @@ class WarmupEarlyStopping(Callback):
             return
         loss = net.history[-1, self.monitor]
         improved = loss < self.best_loss_
-        if improved:
-            self.misses_, self.at_start_ = 0, False
-            self.best_loss_, self.best_epoch_ = loss, net.history[-1, "epoch"]
-            self._keep_weights(net.module_)
+        # the patience restarts when the best has fallen by more than the
+        # threshold since it last restarted, or first beats the starting weights
+        if improved and (self.at_start_ or loss < self.reference_ - self.threshold):
+            self.misses_, self.reference_ = 0, loss
         else:
             self.misses_ += 1
+        if improved:
+            self.at_start_ = False
+            self.best_loss_, self.best_epoch_ = loss, net.history[-1, "epoch"]
+            self._keep_weights(net.module_)
         net.history.record(best_key, improved)
         patience = self.patience
         if self.at_start_ and self.start_patience is not None:
             patience = self.start_patience
         if self.misses_ >= patience:
             if net.verbose:
-                self.sink(f"Stopping since {self.monitor} has not improved in the last "
+                by = f" by more than {self.threshold:g}" if self.threshold else ""
+                self.sink(f"Stopping since {self.monitor} has not improved{by} in the last "
                           f"{patience} epochs.")
             raise KeyboardInterrupt
 

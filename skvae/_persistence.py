@@ -47,6 +47,10 @@ Formats
     ``encoder_loading`` (the experts' full precision matrices), its last
     parameter. A format 6 network loads with it at zero, which is the encoder
     it had, and Adam starts it afresh.
+8
+    As 7; the parameter ``tol`` and its resolved ``tol_`` (the improvement
+    of the held-out loss that resets early stopping's patience). A format 7
+    or older model loads with ``tol=0.0``, the rule it was trained with.
 """
 
 import math
@@ -61,7 +65,7 @@ from ._module import VAEModule, empty_on_cpu
 from ._training import resolve_max_epochs, resolve_n_iter_no_change, set_learning_rates
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 7
+FORMAT = 8
 
 #: Parameters that format 2 added, and their values for an older model.
 _FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
@@ -167,6 +171,11 @@ def import_state(state, version):
             and isinstance(state.get("module_"), VAEModule):
         state["_optimizer_state"] = _format_6_optimizer(state["_optimizer_state"],
                                                         state["module_"])
+    if fmt <= 7:
+        # every improvement reset the patience of models saved before tol
+        state.setdefault("tol", 0.0)
+        if "module_" in state:
+            state.setdefault("tol_", 0.0)
     if fmt <= 1:
         # parameters added in format 2, with the values that describe how those
         # models were trained (from random weights): get_params and clone work

@@ -19,7 +19,7 @@ from skvae._likelihoods import VARIANCE_LR_FACTOR
 from skvae._losses import elbo, iwae_bound
 from skvae._module import VAEModule
 from skvae._training import (AUTO_MAX_PATIENCE, AUTO_MIN_EPOCHS, AUTO_MIN_PATIENCE,
-                             AUTO_PATIENCE_STEPS, AUTO_STEPS, MISSING_DATA_FACTOR,
+                             AUTO_PATIENCE_STEPS, AUTO_STEPS, AUTO_TOL, MISSING_DATA_FACTOR,
                              resolve_max_epochs, resolve_n_iter_no_change)
 
 
@@ -291,3 +291,23 @@ def test_a_low_noise_curve_beats_the_linear_models_by_far():
     # the variances learned at their own rate: optimizer groups of the fit
     groups = vae._optimizer_state["param_groups"]
     assert groups[0]["lr"] == pytest.approx(VARIANCE_LR_FACTOR * vae.learning_rate)
+
+
+def test_tol_ends_small_table_fits_sooner_keeping_the_best_weights(digits):
+    """``tol`` is early stopping's threshold in nats per sample: "auto" is
+    AUTO_TOL for complete rows, 0 for rows with holes, and a larger one stops
+    the same fit no later, at the best held-out loss it has seen."""
+    X = digits[0][:300]
+    params = dict(hidden_layer_sizes=(16,), random_state=0, max_epochs=200, device="cpu")
+    strict = VAETransformer(2, tol=0.0, **params).fit(X)
+    loose = VAETransformer(2, tol=5.0, **params).fit(X)
+    assert strict.tol_ == 0.0 and loose.tol_ == 5.0
+    assert loose.n_epochs_ < strict.n_epochs_
+    for fit in (strict, loose):
+        valid = np.asarray(fit.history_[:, "valid_loss"])
+        kept = np.asarray(fit.history_[:, "valid_loss_best"])
+        assert valid[kept][-1] == valid.min()
+    assert VAETransformer(2, **params).set_params(max_epochs=2).fit(X).tol_ == AUTO_TOL
+    holes = X.copy()
+    holes[np.random.RandomState(0).rand(*X.shape) < 0.1] = np.nan
+    assert VAETransformer(2, **params).set_params(max_epochs=2).fit(holes).tol_ == 0.0

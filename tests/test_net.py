@@ -299,6 +299,30 @@ def test_early_stopping_waits_longer_until_the_start_is_beaten():
     assert _stopping_epoch(worse, None, patience=3, start_patience=8) == 4
 
 
+def test_early_stopping_threshold_lets_a_creep_stop_and_steady_progress_go_on():
+    """With a threshold, a new best restarts the patience only once the best has
+    fallen by more than it since the last restart: a creep of 0.01 an epoch stops
+    after ``patience`` epochs, 0.04 an epoch (0.12 over 3 epochs) trains on."""
+    creep = list(1.0 - 0.01 * np.arange(1, 30))
+    steady = list(1.0 - 0.04 * np.arange(1, 20))
+    # the first epoch beats the start (1.1) and restarts the patience, however little
+    assert _stopping_epoch(creep, 1.1, patience=3, threshold=0.1) == 4
+    assert _stopping_epoch(creep, 1.1, patience=3) is None
+    assert _stopping_epoch(steady, 1.1, patience=3, threshold=0.1) is None
+    # the weights kept are the best epoch's all the same: the last one of the creep
+    stopping = WarmupEarlyStopping(patience=3, threshold=0.1)
+    net = _fake_net(n_epochs=0)
+    net.initial_valid_loss_ = 1.1
+    stopping.on_train_begin(net)
+    with pytest.raises(KeyboardInterrupt):
+        for epoch, loss in enumerate(creep, start=1):
+            net.history.new_epoch()
+            net.history.record("epoch", epoch)
+            net.history.record("valid_loss", loss)
+            stopping.on_epoch_end(net)
+    assert stopping.best_epoch_ == 4 and stopping.best_loss_ == creep[3]
+
+
 @pytest.mark.parametrize("terminal", [False, True])
 def test_early_stopping_message_follows_the_last_row(capsys, monkeypatch, terminal):
     if terminal:

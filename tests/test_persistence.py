@@ -64,7 +64,7 @@ def test_state_holds_numpy_and_builtins_only(fitted_for, likelihood):
                tuple)
     assert all(isinstance(value, allowed) for value in _walk(state))
     assert state["_skvae_version"] == skvae.__version__
-    assert state["_skvae_format"] == FORMAT == 7
+    assert state["_skvae_format"] == FORMAT == 8
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
@@ -374,6 +374,31 @@ def test_format_6_network_with_holes_loads_as_the_encoder_it_had():
     assert np.isfinite(loaded.score_samples(X)).all()
     # a loading of zero has no gradient: the network keeps its diagonal experts
     assert_array_equal(loaded.module_.encoder_loading.weight.detach().numpy(), 0.0)
+
+
+def test_format_7_state_loads_counting_every_improvement():
+    """Format 8 adds ``tol``. A model saved before it was trained with every
+    improvement of the held-out loss resetting the patience, and loads with
+    ``tol=0.0``: the rule its warm-started fits keep."""
+    X = np.random.RandomState(0).randn(120, 5)
+    est = VAETransformer(2, hidden_layer_sizes=(8,), max_epochs=3, random_state=0).fit(X)
+    assert est.tol_ == skvae._training.AUTO_TOL
+    state = est.__getstate__()
+    state["_skvae_format"] = 7
+    state.pop("tol"), state.pop("tol_")
+    loaded = VAETransformer.__new__(VAETransformer)
+    loaded.__setstate__(state)
+    assert loaded.get_params()["tol"] == 0.0 and loaded.tol_ == 0.0
+    assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    loaded.set_params(warm_start=True).fit(X)
+    assert loaded.tol_ == 0.0 and loaded.n_epochs_ > est.n_epochs_
+    # an unfitted estimator of format 7 gets the parameter alone
+    state = VAETransformer().__getstate__()
+    state["_skvae_format"] = 7
+    state.pop("tol")
+    unfitted = VAETransformer.__new__(VAETransformer)
+    unfitted.__setstate__(state)
+    assert unfitted.tol == 0.0 and not hasattr(unfitted, "tol_")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ from skvae.plotting import (plot_comparison, plot_latent_space, plot_latent_trav
 
 from conftest import FIXTURE_PARAMS
 
-# init="random": a fit that improves on its starting weights for a few epochs
+# init="random": a fit that improves on its starting weights for a few epochs;
+# tol=0: it stops n_iter_no_change epochs after its best one
 ES_PARAMS = dict(FIXTURE_PARAMS, early_stopping=True, max_epochs=200, n_iter_no_change=3,
-                 init="random")
+                 tol=0.0, init="random")
 
 
 @pytest.fixture(scope="module")

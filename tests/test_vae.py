@@ -816,9 +816,10 @@ def test_fit_under_float64_default_dtype(digits):
 
 def test_early_stopping_stops_and_restores_the_best_weights(blobs):
     X = blobs[0]
+    # tol=0: every improvement restarts the patience
     est = VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=40, n_iter_no_change=2,
-                         learning_rate=1e-2, batch_size=32, callbacks=[RecordParams()],
-                         init="random", random_state=0).fit(X)
+                         tol=0.0, learning_rate=1e-2, batch_size=32,
+                         callbacks=[RecordParams()], init="random", random_state=0).fit(X)
     valid = np.array(est.history_[:, "valid_loss"])
     best = int(np.argmin(valid))
     assert est.n_epochs_ == len(est.history_) < 40
@@ -880,7 +881,7 @@ def test_early_stopping_waits_for_the_end_of_the_kl_warmup(digits_binary):
     falls through these 8 epochs."""
     X = digits_binary
     params = dict(n_components=2, hidden_layer_sizes=(16,), beta=4.0, n_iter_no_change=1,
-                  max_epochs=30, learning_rate=1e-2, batch_size=32, init="random",
+                  tol=0.0, max_epochs=30, learning_rate=1e-2, batch_size=32, init="random",
                   likelihood="bernoulli", random_state=0, device="cpu")
     est = VAETransformer(kl_warmup_epochs=8, callbacks=[RecordParams()], **params).fit(X)
     valid = np.array(est.history_[:, "valid_loss"])
@@ -901,17 +902,24 @@ def test_early_stopping_waits_for_the_end_of_the_kl_warmup(digits_binary):
 def test_early_stopping_restores_the_epoch_with_the_lowest_validation_loss(digits):
     """Regression: skorch's default relative threshold (1e-4) ignored small
     improvements: training stopped while the validation loss still fell and
-    load_best restored an epoch worse than the last."""
+    load_best restored an epoch worse than the last. With ``tol=0`` every
+    improvement counts; with a ``tol`` the same creep stops the fit, which keeps
+    the lowest epoch all the same."""
     X = digits[0]
-    est = VAETransformer(2, hidden_layer_sizes=(16,), max_epochs=8, n_iter_no_change=3,
-                         learning_rate=1e-6, callbacks=[RecordParams()], init="random",
-                         random_state=0).fit(X)
-    valid = np.array(est.history_[:, "valid_loss"])
-    # a tiny learning rate: the validation loss falls by ~1e-5 relative per epoch
-    assert (np.diff(valid) < 0).all()
-    assert est.n_epochs_ == 8  # so training does not stop
-    best = int(np.argmin(valid))
-    assert _same_params(_params(est.module_), est.history_[best, "params"])
+    params = dict(hidden_layer_sizes=(16,), max_epochs=8, n_iter_no_change=3,
+                  learning_rate=1e-6, callbacks=[RecordParams()], init="random",
+                  random_state=0)
+    for tol, epochs in [(0.0, 8), (0.1, 4)]:
+        est = VAETransformer(2, tol=tol, **params).fit(X)
+        valid = np.array(est.history_[:, "valid_loss"])
+        # a tiny learning rate: the validation loss falls by ~1e-5 relative per epoch
+        assert (np.diff(valid) < 0).all()
+        # tol=0: training does not stop; 0.1: the first epoch restarts the patience
+        # (it beats the start), then 3 epochs creep by less than 0.1 nats
+        assert est.n_epochs_ == epochs
+        best = int(np.argmin(valid))
+        assert best == epochs - 1
+        assert _same_params(_params(est.module_), est.history_[best, "params"])
 
 
 def test_history_has_losses_per_epoch(digits):
