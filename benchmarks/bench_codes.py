@@ -92,6 +92,9 @@ DATASETS = {
 #: k=2 targets: (data) -> minimum (LR, 5-NN) accuracy, half-way from PCA to UMAP
 K2_TARGETS = {"digits": (0.75, 0.80), "mnist_5k": (0.65, 0.64)}
 
+#: Accuracies closer than this are equal (far below one test row in any split here).
+TIE = 1e-9
+
 
 def accuracies(codes_train, y_train, codes_test, y_test):
     """LR on standardized codes and 5-NN on the codes: test accuracies."""
@@ -213,7 +216,9 @@ def report(rows):
     for row in rows:
         pca, fa, vae, um = row["pca"], row["fa"], row["vae"], row["umap"]
         v_lr, v_knn = _mean(vae, "lr"), _mean(vae, "knn")
-        beats = v_lr >= pca["lr"] and v_knn >= pca["knn"]
+        # a tie is a tie: the mean of three equal accuracies can round one unit in
+        # the last place below them (breast cancer at k=2: 104/114 three times)
+        beats = v_lr >= pca["lr"] - TIE and v_knn >= pca["knn"] - TIE
         target = K2_TARGETS.get(row["data"]) if row["k"] == 2 else None
         half = "n/a" if target is None else (
             "yes" if v_lr >= target[0] and v_knn >= target[1] else "**no**")
