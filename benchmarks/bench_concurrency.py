@@ -182,7 +182,8 @@ class HandLoop:
 
     def run(self, epochs):
         import torch
-        module, opt, train, size, elbo = self.module, self.opt, self.train, self.batch_size, self.elbo
+        module, opt, train = self.module, self.opt, self.train
+        size, elbo = self.batch_size, self.elbo
         best = float("inf")
         for _ in range(epochs):
             module.train()

@@ -185,7 +185,8 @@ def report(rows):
         n, d = row["shape"]
         lines.append(
             f"| {row['data']} ({n} x {d}) | {row['k']} | {_fmt(row['pca'])} | "
-            f"{_fmt(row['fa']) if fa_ok else 'degenerate (' + _fmt(row['fa']) + ')'} | {_fmt(mean)} | {_fmt(worst)} | "
+            f"{_fmt(row['fa']) if fa_ok else 'degenerate (' + _fmt(row['fa']) + ')'} | "
+            f"{_fmt(mean)} | {_fmt(worst)} | "
             f"{spread:.1f} | {_fmt(iwae.mean())} | "
             f"{np.mean([r['epochs'] for r in row['runs']]):.0f} | "
             f"{np.mean([r['seconds'] for r in row['runs']]):.1f} | "

@@ -247,7 +247,7 @@ def test_inference_map_without_standardization(csr_container, dtype):
 @pytest.mark.parametrize("layout", ["C", "F", "read-only", "csr", "csr float32"])
 @pytest.mark.parametrize("standardize", [False, True])
 def test_inference_map_batches_are_the_same_numbers_from_any_layout(monkeypatch, layout,
-                                                                     standardize):
+                                                                    standardize):
     monkeypatch.setattr(skvae._data, "INFERENCE_BATCH_FLOATS", 24)
     X = _sparse_data()
     mean, scale = (X.mean(0), X.std(0) + 0.5) if standardize else (None, None)

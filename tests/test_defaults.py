@@ -225,7 +225,7 @@ def test_a_value_outside_the_training_range_costs_a_bounded_penalty():
 def test_the_variance_floor_is_the_rounding_variance_of_each_feature(digits):
     """Whole-unit pixels: no variance below 1/12 of a unit squared, whichever rows trained."""
     X = digits[0]
-    floors, scores = [], []
+    floors = []
     for seed in (0, 1):
         vae = VAETransformer(4, hidden_layer_sizes=(16,), max_epochs=15, random_state=seed,
                              device="cpu").fit(X)  # its tensors are read as numpy

@@ -373,7 +373,7 @@ def test_imputer_has_the_vae_parameters():
     (30, "auto", 15), (64, "auto", 16), (784, "auto", 16), (5, 8, 5), (30, 4, 4),
 ])
 def test_auto_n_components_grows_with_the_width_of_the_table(n_features, n_components,
-                                                              expected):
+                                                             expected):
     assert resolve_n_components(n_components, n_features) == expected
 
 

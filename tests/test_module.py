@@ -189,7 +189,8 @@ def test_identity_activation_gives_a_linear_map():
     with torch.no_grad():
         # the posterior mean, and the log-variance below its smooth upper bound
         for f, a, b, zero in [(lambda x: module.encode(x)[0], x1, x2, zero_x),
-                              (lambda x: torch.as_tensor(_unbounded_log_variance(module.encode(x)[1])), x1, x2,
+                              (lambda x: torch.as_tensor(
+                                  _unbounded_log_variance(module.encode(x)[1])), x1, x2,
                                zero_x),
                               (module.decode, z1, z2, zero_z)]:
             # affine: f(2a - 3b) - f(0) == 2 (f(a) - f(0)) - 3 (f(b) - f(0))

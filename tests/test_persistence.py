@@ -311,7 +311,7 @@ def test_format_3_optimizer_state_is_split_into_the_variance_group():
     loaded.__setstate__(state)
     groups = loaded._optimizer_state["param_groups"]
     assert [g["params"] for g in groups] == [[names.index("observation.raw_variance")],
-                                            [position[i] for i in range(1, len(names))]]
+                                             [position[i] for i in range(1, len(names))]]
     assert groups[0]["lr_factor"] == VARIANCE_LR_FACTOR
     # the same moments for the same parameters: training continues identically
     a = copy.deepcopy(est).partial_fit(X)
