@@ -514,10 +514,10 @@ class WarmupEarlyStopping(Callback):
     Ends training (by raising ``KeyboardInterrupt``, skorch's documented way
     for a callback to stop a fit) when ``monitor`` has not improved for
     ``patience`` epochs, and restores the weights of the epoch with the lowest
-    value when training ends. "Improved" means lower than the value at the
-    last improvement by more than ``threshold``, an absolute amount in the
-    monitor's units, so that slow but steady progress adds up and restarts
-    the patience while a creep of hundredths does not (skorch's
+    value when training ends. "Improved" means lower than the best value at
+    the patience's last restart by more than ``threshold``, an absolute amount
+    in the monitor's units, so that slow but steady progress adds up and
+    restarts the patience while a creep of hundredths does not (skorch's
     ``EarlyStopping`` defaults to a relative threshold, which misjudges small
     and negative losses). The weights kept are those of the lowest value all
     the same, whatever its lead.
