@@ -50,7 +50,7 @@ import torch
 from joblib import Parallel, delayed
 
 from skvae import VAETransformer
-from skvae._losses import reconstruction_log_likelihood, standard_normal_log_density
+from skvae._losses import importance_log_weights
 
 try:  # run as a script from the repository root
     from bench_codes import DATASETS, _fit_linear, accuracies, splits
@@ -112,12 +112,8 @@ def importance_mean(module, x, *, samples, seed, batch_size=256):
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             rows = x[start:start + batch_size]
-            mu, logvar = module.encode(rows)
-            eps = torch.randn(len(rows), samples, mu.shape[1], generator=generator)
-            z = mu.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps
-            log_q = standard_normal_log_density(eps) - 0.5 * logvar.sum(-1, keepdim=True)
-            log_w = (reconstruction_log_likelihood(module, rows.unsqueeze(1), z)
-                     + standard_normal_log_density(z) - log_q)
+            eps = torch.randn(len(rows), samples, module.n_components, generator=generator)
+            z, log_w = importance_log_weights(module, rows, eps)
             means.append((torch.softmax(log_w, dim=1).unsqueeze(-1) * z).sum(1))
     return torch.cat(means).numpy().astype(np.float64)
 

@@ -74,13 +74,17 @@ def elbo(module, x, eps, kl_weight=1.0, observed=None, input_noise=None):
             - kl_weight * gaussian_kl(mu, logvar))
 
 
-def iwae_bound(module, x, eps, observed=None):
-    """Per-sample importance-weighted bound (Burda et al. 2016) with K draws.
+def importance_log_weights(module, x, eps, observed=None):
+    """Draws from the encoder's posterior and their log importance weights.
 
-    ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``, with ``z_k = mu + sigma * eps[:, k]``
-    for ``eps`` of shape ``(n, K, n_components)``. All K draws go through the
-    decoder in one batched call and are combined with ``torch.logsumexp``.
-    ``observed`` as in :func:`elbo`.
+    ``z_k = mu + sigma * eps[:, k]`` for ``eps`` of shape ``(n, K, n_components)``,
+    and ``log p(x, z_k) - log q(z_k | x)``. All K draws go through the decoder in
+    one batched call. ``observed`` as in :func:`elbo`.
+
+    Returns
+    -------
+    z : Tensor of shape (n, K, n_components)
+    log_w : Tensor of shape (n, K)
     """
     mu, logvar = module.encode(x, observed)
     std = torch.exp(0.5 * logvar)
@@ -91,6 +95,16 @@ def iwae_bound(module, x, eps, observed=None):
         + standard_normal_log_density(z)
         - log_q
     )
+    return z, log_w
+
+
+def iwae_bound(module, x, eps, observed=None):
+    """Per-sample importance-weighted bound (Burda et al. 2016) with K draws.
+
+    ``log (1/K) sum_k p(x, z_k) / q(z_k | x)`` with the draws and weights of
+    :func:`importance_log_weights`, combined with ``torch.logsumexp``.
+    """
+    _, log_w = importance_log_weights(module, x, eps, observed)
     return torch.logsumexp(log_w, dim=1) - math.log(eps.shape[1])
 
 
