@@ -274,7 +274,9 @@ class TrainingResult:
         The patience of early stopping in epochs, resolved.
     tol : float or None
         The improvement that resets the patience, in nats per row, resolved
-        (None for models saved before it: they counted every improvement).
+        (models saved before it load with 0.0, the rule they were trained with;
+        None only in a fitted state that lacks ``tol_``, as for the other
+        resolved values here).
     latent_kl : ndarray of shape (n_components,)
         Mean KL divergence from the prior per latent dimension on the
         training rows.
