@@ -285,8 +285,11 @@ class VAEModule(nn.Module):
         covariance is diagonal, as the encoder's is (with ``missing_inputs``
         the experts get precisions ``W_jd**2 / psi_j`` and loadings
         ``W_jd / psi_j``: the exact posterior of a complete row, its diagonal
-        for a row with holes). The last layers of the nonlinear residuals are
-        zeroed: their hidden layers keep the random weights of
+        for a row with holes), and each axis gets the sign that makes its
+        largest loading in W positive (the convention of scikit-learn's
+        ``svd_flip``), so that the solvers of one model (a sparse X and its
+        dense copy take different routes) give the same module. The last
+        layers of the nonlinear residuals are zeroed: their hidden layers keep the random weights of
         :meth:`reset_parameters` and start learning once the heads move.
 
         Parameters
@@ -311,6 +314,12 @@ class VAEModule(nn.Module):
         Wp = W / psi[:, None]                         # Psi^-1 W
         lam, rotation = np.linalg.eigh(W.T @ Wp)      # W^T Psi^-1 W = R diag(lam) R^T
         lam = np.maximum(lam, 0.0)
+        # one sign per latent axis, whatever solver gave W (scikit-learn's svd_flip
+        # convention): the largest loading of each column of W R is positive, so a
+        # sparse X and its dense copy, whose solvers differ, start from the same model
+        WR = W @ rotation
+        rotation = rotation * np.where(WR[np.abs(WR).argmax(axis=0), np.arange(len(lam))] < 0,
+                                       -1.0, 1.0)
         W, Wp = W @ rotation, Wp @ rotation
         post_var = 1.0 / (1.0 + lam)                  # diagonal in the rotated axes
         encoder = Wp * post_var                       # (d, k): mu = (x - offset) @ encoder

@@ -524,11 +524,18 @@ def standardization(X):
     ``StandardScaler.partial_fit`` a block of about 4 M entries at a time: one
     call for data of that size or less (the same numbers as ``fit``), and no
     float64 temporary of X's size for more (``fit`` of 50,000 x 5,000 float32
-    rows peaked at 2.2 GiB above the data's 0.95 GiB).
+    rows peaked at 2.2 GiB above the data's 0.95 GiB). A sparse block is
+    densified, so that a sparse X and its dense copy get the same numbers, bit
+    for bit.
     """
-    scaler = StandardScaler(with_mean=False)  # works for sparse X too
+    scaler = StandardScaler(with_mean=False)
     for rows in row_blocks(X):
-        scaler.partial_fit(X[rows])
+        # a sparse block densified: StandardScaler's sparse variances differ from
+        # its dense ones in the last bits, and the scoring noise hashes each
+        # standardized row's bits, so a CSR matrix would score differently from
+        # its dense copy (digits: rows 1 nat apart)
+        block = X[rows]
+        scaler.partial_fit(block.toarray() if sp.issparse(block) else block)
     mean, var = scaler.mean_.astype(np.float64), scaler.var_.astype(np.float64)
     n = scaler.n_samples_seen_
     eps = np.finfo(np.float64).eps  # StandardScaler's test for "constant"
