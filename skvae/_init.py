@@ -21,17 +21,29 @@ candidates: with the ARD ones too, benchmarks/bench_quality.py was mixed
 (wine at k=2 -20.2 -> -20.7 with a seed spread of 2.3, the swiss roll at k=2
 17.8 -> 16.6; the 600-row roll -2.8 -> -2.2) and MNIST fits took 2-5 s longer.
 
-Sparse training rows stay sparse: PCA centres them implicitly, and factor
-analysis is fitted to rows made from their covariance (at most 1,000 x 1,000).
-The bound that picks the model scores its rows in batches of bounded size.
+Sparse training rows of more than :data:`DENSE_INIT_VALUES` entries stay
+sparse: PCA centres them implicitly, and factor analysis is fitted to rows
+made from their covariance (at most 1,000 x 1,000). Smaller ones are densified,
+so that a CSR matrix and its dense copy start from the same model. The bound
+that picks the model scores its rows in batches of bounded size.
+
+No solver's failure reaches ``fit``. Where ARPACK does not converge on sparse
+rows (leading singular values that tie, as for rows of one non-zero each), PCA
+is fitted by a randomized SVD of the implicitly centred rows
+(:func:`randomized_pca`). A model whose solver still fails, or whose
+parameters or held-out bound are not finite, is left out; when none is left,
+training starts from random weights, with a warning that says why.
 """
 
+import copy
 import math
 import threading
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.linalg import ArpackError
 from sklearn.decomposition import PCA, FactorAnalysis
 from threadpoolctl import threadpool_limits
 
@@ -54,6 +66,16 @@ MAX_FA_FEATURES = 1_000
 SINGLE_THREAD_VALUES = 2 ** 24
 #: Importance samples of the bound that picks the start.
 CHOICE_SAMPLES = 16
+#: Sparse training rows of at most this many entries (rows x features) are
+#: densified for the linear models, which then see what a dense copy of X
+#: gives them (32 MB as float64): the same model, bit for bit, and the dense
+#: solvers, which cannot fail to converge where ARPACK can (512 rows x 2,000
+#: columns at one non-zero a row did).
+DENSE_INIT_VALUES = 2 ** 22
+#: What a solver raises when it fails on the data (no convergence, a singular
+#: system, a non-finite intermediate): the linear model is then left out of
+#: the start, never raised from ``fit``.
+SOLVER_ERRORS = (ArithmeticError, ValueError, RuntimeError, ArpackError)
 
 #: The ``init`` values and the linear models they try.
 INIT_METHODS = {
@@ -67,9 +89,10 @@ INIT_METHODS = {
 def _rows(dataset, generator):
     """Up to MAX_INIT_ROWS model-ready rows of ``dataset``.
 
-    A float64 array of the standardized rows for dense data. For sparse data a
-    :class:`SparseRows`: the rows stay sparse, since the mean, subtracted, would
-    fill them (a 10,000 x 100,000 subset of text would take 8 GB).
+    A float64 array of the standardized rows for dense data, and for sparse
+    data of at most :data:`DENSE_INIT_VALUES` entries. For larger sparse data
+    a :class:`SparseRows`: the rows stay sparse, since the mean, subtracted,
+    would fill them (a 10,000 x 100,000 subset of text would take 8 GB).
     """
     n = len(dataset)
     if n > MAX_INIT_ROWS:
@@ -77,7 +100,7 @@ def _rows(dataset, generator):
     else:
         rows = torch.arange(n)
     rows = rows.to(dataset.store)
-    if dataset.sparse:
+    if dataset.sparse and len(rows) * dataset.rows.shape[1] > DENSE_INIT_VALUES:
         return SparseRows.of(dataset, rows)
     return dataset.take(rows).double().cpu().numpy()
 
@@ -247,15 +270,79 @@ def _sparse_linear_gaussian_model(method, x, n_components, seed):
             # matrix; PCA of the dense rows is all zero variance too
             return np.zeros((d, n_components)), np.zeros(d), x.mean
         solver = "arpack" if n_components < min(n, d) else "covariance_eigh"
-        pca = PCA(n_components, svd_solver=solver, random_state=seed).fit(x.scaled)
-        signal = np.maximum(pca.explained_variance_ - pca.noise_variance_, 0.0)
-        weights = pca.components_.T * np.sqrt(signal)
-        noise = np.full(d, pca.noise_variance_)
-        return weights, noise, np.asarray(pca.mean_).ravel() - x.shift
+        try:
+            pca = PCA(n_components, svd_solver=solver, random_state=seed).fit(x.scaled)
+            variance, components = pca.explained_variance_, pca.components_
+            noise_variance, offset = pca.noise_variance_, np.asarray(pca.mean_).ravel() - x.shift
+        except ArpackError:
+            # no convergence where the leading singular values (nearly) tie, as
+            # for rows of one non-zero each: any of the tied axes is as good
+            variance, components, noise_variance = randomized_pca(x, n_components, seed)
+            offset = x.mean
+        signal = np.maximum(variance - noise_variance, 0.0)
+        weights = components.T * np.sqrt(signal)
+        return weights, np.full(d, noise_variance), offset
     rows = covariance_rows(x.covariance(), n)
     tol = FactorAnalysis().tol * len(rows) / n
     fa = FactorAnalysis(n_components, tol=tol, random_state=seed).fit(rows)
     return fa.components_.T, fa.noise_variance_, x.mean
+
+
+def randomized_pca(x, n_components, seed, n_oversamples=10, n_iter=7):
+    """PCA of sparse rows by a randomized SVD of the implicitly centred rows.
+
+    The route of :func:`_sparse_linear_gaussian_model` when ARPACK does not
+    converge: the range finder of Halko, Martinsson and Tropp (2011) with
+    ``n_iter`` power iterations, each orthonormalized, always returns.
+    scikit-learn's :func:`~sklearn.utils.extmath.randomized_svd` takes no
+    linear operator, and PCA has no randomized solver for sparse input, so the
+    centring ``X - 1 m'`` is applied here, product by product: the rows stay
+    sparse.
+
+    Parameters
+    ----------
+    x : SparseRows
+    n_components : int
+    seed : int
+        Seed of the random test matrix.
+    n_oversamples, n_iter : int
+        As in :func:`~sklearn.utils.extmath.randomized_svd`.
+
+    Returns
+    -------
+    explained_variance : ndarray of shape (n_components,)
+        Variances along the components (divided by ``n - 1``, as PCA's).
+    components : ndarray of shape (n_components, n_features)
+        Orthonormal principal axes.
+    noise_variance : float
+        PCA's: the mean variance of the other ``min(n, d) - n_components``
+        directions (0 when there are none).
+    """
+    X = x.scaled
+    n, d = X.shape
+    m = np.asarray(X.mean(axis=0)).ravel()
+
+    def right(Q):  # (X - 1 m') Q
+        return X @ Q - m @ Q
+
+    def left(P):  # (X - 1 m')' P
+        return X.T @ P - np.outer(m, P.sum(axis=0))
+
+    size = min(n_components + n_oversamples, n, d)
+    Q = np.random.RandomState(seed).standard_normal((d, size))
+    for _ in range(n_iter):
+        Q = np.linalg.qr(left(np.linalg.qr(right(Q))[0]))[0]
+    P = np.linalg.qr(right(Q))[0]
+    _, s, components = np.linalg.svd(left(P).T, full_matrices=False)
+    k = min(n_components, len(s))
+    variance = np.zeros(n_components)
+    variance[:k] = s[:k] ** 2 / max(n - 1, 1)
+    axes = np.zeros((n_components, d))
+    axes[:k] = components[:k]
+    total = (np.asarray(X.multiply(X).mean(axis=0)).ravel() - m ** 2).sum() * n / max(n - 1, 1)
+    rest = min(n, d) - n_components
+    noise_variance = max(total - variance.sum(), 0.0) / rest if rest > 0 else 0.0
+    return variance, axes, noise_variance
 
 
 def _mean_iwae_bound(module, data, rows, noise):
@@ -299,7 +386,9 @@ def linear_start(module, method, train, valid, noise, seed, generator):
     -------
     name : str or None
         The model the module now holds, None when it kept its random weights
-        (``init="random"``, or fewer training rows than ``n_components + 1``).
+        (``init="random"``, fewer training rows than ``n_components + 1``, or
+        no linear model that could be fitted: then with a ``UserWarning``
+        that names each model's failure).
     """
     methods = [m for m in INIT_METHODS[method]
                if m != "factor_analysis" or module.n_features <= MAX_FA_FEATURES]
@@ -312,27 +401,64 @@ def linear_start(module, method, train, valid, noise, seed, generator):
     else:
         work = x.size
     single = work <= SINGLE_THREAD_VALUES and threading.current_thread() is threading.main_thread()
+    failures = {}
     with threadpool_limits(1 if single else None, user_api="blas"):
         # with holes, each model also refined under the ARD prior (see the
         # module's docstring)
         holes = not isinstance(x, SparseRows) and _data.has_missing(x)
         models = {}
         for m in methods:
-            models[m, "ml"] = linear_gaussian_model(m, x, module.n_components, seed)
-            if holes:
-                models[m, "ard"] = refine_ard(x, *models[m, "ml"], isotropic=m == "pca")
+            fitted = _solved(failures, m, linear_gaussian_model, m, x, module.n_components, seed)
+            if fitted is not None:
+                models[m, "ml"] = fitted
+                if holes:
+                    refined = _solved(failures, f"{m} under the ARD prior", refine_ard,
+                                      x, *fitted, isotropic=m == "pca")
+                    if refined is not None:
+                        models[m, "ard"] = refined
     del x  # the rows are not needed to judge, and can be large
-    if len(models) == 1:
-        name = next(iter(models))
-    else:
+    scores = {}
+    if len(models) > 1:
         judge = valid if valid is not None else train
         rows = torch.arange(min(len(judge), MAX_INIT_ROWS), device=judge.store)
-        scores = {}
+        random_weights = copy.deepcopy(module.state_dict())
         with torch.no_grad():
-            for m, params in models.items():
+            for m, params in list(models.items()):
                 module.init_linear_gaussian(*params)
                 scores[m] = _mean_iwae_bound(module, judge, rows, noise)
-        name = max(scores, key=lambda m: (np.nan_to_num(scores[m], nan=-np.inf),
-                                          m[0] == "pca", m[1] == "ml"))
+                if not np.isfinite(scores[m]):
+                    failures[" ".join(m) if m[1] == "ard" else m[0]] = (
+                        "its bound on the held-out rows is not finite")
+                    del models[m]
+        if not models:  # the module was changed in judging: back to its random weights
+            module.load_state_dict(random_weights)
+    if not models:
+        warnings.warn(
+            "skvae could not start from a linear model (" + "; ".join(
+                f"{m}: {why}" for m, why in failures.items())
+            + "), so training starts from random weights (init='random'). The fit "
+            "may be worse than PCA's; check the data for degenerate features.",
+            UserWarning)
+        return None
+    name = max(models, key=lambda m: (scores.get(m, 0.0), m[0] == "pca", m[1] == "ml"))
     module.init_linear_gaussian(*models[name])
     return name[0]
+
+
+def _solved(failures, name, solver, *args, **kwargs):
+    """``solver(*args, **kwargs)``: a linear model's arrays, or None if it failed.
+
+    A solver's failure on the data (see :data:`SOLVER_ERRORS`) or arrays with
+    a non-finite value leave the model out of the start; ``failures[name]``
+    then says why, for the warning of :func:`linear_start`.
+    """
+    try:
+        with np.errstate(all="ignore"):
+            arrays = solver(*args, **kwargs)
+    except SOLVER_ERRORS as error:
+        failures[name] = f"{type(error).__name__}: {error}"
+        return None
+    if not all(np.isfinite(a).all() for a in arrays):
+        failures[name] = "it has non-finite parameters"
+        return None
+    return arrays

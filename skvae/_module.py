@@ -289,8 +289,9 @@ class VAEModule(nn.Module):
         largest loading in W positive (the convention of scikit-learn's
         ``svd_flip``), so that the solvers of one model (a sparse X and its
         dense copy take different routes) give the same module. The last
-        layers of the nonlinear residuals are zeroed: their hidden layers keep the random weights of
-        :meth:`reset_parameters` and start learning once the heads move.
+        layers of the nonlinear residuals are zeroed: their hidden layers
+        keep the random weights of :meth:`reset_parameters` and start
+        learning once the heads move.
 
         Parameters
         ----------

@@ -1,9 +1,18 @@
 """The linear start on sparse data, and the judge in batches (skvae/_init.py).
 
-Sparse rows are never made dense: PCA centres them implicitly, factor analysis
-is fitted to rows with their covariance. The model must be the one the dense
-rows give, up to rounding (the dense rows are float32 and standardized in
-float32, the sparse ones in float64).
+Sparse rows of more than ``DENSE_INIT_VALUES`` entries are never made dense:
+PCA centres them implicitly, factor analysis is fitted to rows with their
+covariance. The model must be the one the dense rows give, up to rounding (the
+dense rows are float32 and standardized in float32, the sparse ones in
+float64). The tests of that route set ``DENSE_INIT_VALUES`` to 0 (the
+fixture ``sparse_route``; ``dense_route`` restores it), since their data
+are small; smaller sparse data are densified and get the dense rows' model
+bit for bit.
+
+A solver that fails (ARPACK without convergence, a singular system) or a
+model that is not finite leaves the start to the other models, and to random
+weights with a warning when none is left: no solver's exception reaches
+``fit``.
 """
 
 import json
@@ -12,12 +21,16 @@ import subprocess
 import sys
 import textwrap
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.sparse import csr_array, csr_matrix
+from scipy.sparse.linalg import ArpackNoConvergence
 from scipy.stats import multivariate_normal
+from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 
 import skvae
@@ -26,12 +39,24 @@ import skvae._init
 from skvae import VAETransformer
 from skvae._data import TrainingData
 from skvae._init import (SparseRows, _mean_iwae_bound, _rows, covariance_rows,
-                         linear_gaussian_model, linear_start)
+                         linear_gaussian_model, linear_start, randomized_pca)
 from skvae._losses import RowNoise, iwae_bound
 from skvae._utils import make_generator
 from skvae._training import build_module, standardization
 
 CSR_CONTAINERS = [csr_matrix, csr_array]
+
+
+@pytest.fixture(autouse=True)
+def sparse_route(monkeypatch):
+    """The sparse route for the sparse tests' small data."""
+    monkeypatch.setattr(skvae._init, "DENSE_INIT_VALUES", 0)
+
+
+@pytest.fixture
+def dense_route(monkeypatch):
+    """The default: small sparse data densified for the linear start."""
+    monkeypatch.setattr(skvae._init, "DENSE_INIT_VALUES", 2 ** 22)
 
 
 def _data(n, d, k=3, density=0.4, seed=0):
@@ -90,6 +115,146 @@ def test_rows_stay_sparse_and_dense_rows_are_as_before():
     x = _rows(dense, make_generator(0))
     assert isinstance(x, np.ndarray) and x.dtype == np.float64
     assert_array_equal(x, dense.take(torch.arange(50)).double().numpy())
+
+
+@pytest.mark.parametrize("container", CSR_CONTAINERS)
+def test_small_sparse_data_take_the_dense_route(dense_route, container):
+    """Up to DENSE_INIT_VALUES entries, sparse rows are densified: the dense
+    copy's rows, so the same linear model bit for bit."""
+    X = _data(50, 6)
+    x = _rows(_training_data(X, container), make_generator(0))
+    assert isinstance(x, np.ndarray)
+    assert_array_equal(x, _rows(_training_data(X), make_generator(0)))
+
+
+def test_a_csr_matrix_and_its_dense_copy_fit_the_same_model(dense_route):
+    """Digits: the same start, codes and scores whatever the container (the
+    first code's sign differed before the sign convention)."""
+    X = load_digits().data[:600]
+    params = dict(max_epochs=5, hidden_layer_sizes=(32,), random_state=0, device="cpu")
+    dense = VAETransformer(3, **params).fit(X)
+    sparse = VAETransformer(3, **params).fit(csr_matrix(X))
+    assert dense.init_ == sparse.init_ == "factor_analysis"
+    for vae in (dense, sparse):
+        codes = vae.transform(X)
+        assert_allclose(codes, dense.transform(X), rtol=1e-6, atol=1e-6)
+        assert_allclose(vae.transform(csr_matrix(X)), codes, rtol=1e-6, atol=1e-6)
+        assert_allclose(vae.score_samples(X), dense.score_samples(X), rtol=1e-6)
+
+
+def test_every_axis_of_a_start_has_its_largest_loading_positive():
+    """One sign convention for every solver: flipping the loadings' columns
+    (as another solver may) gives the same module."""
+    X = _data(200, 8)
+    x = _rows(_training_data(X), make_generator(0))
+    weights, noise, offset = linear_gaussian_model("factor_analysis", x, 3, seed=0)
+    scale = standardization(X)[1]
+    states = []
+    for signs in ([1, 1, 1], [-1, 1, -1]):
+        module = _module(8, 3, scale).init_linear_gaussian(weights * signs, noise, offset)
+        W = module.decoder_linear.weight.detach().double().numpy()
+        assert np.all(W[np.abs(W).argmax(axis=0), np.arange(3)] > 0)
+        states.append(module.state_dict())
+    assert all(torch.allclose(states[0][key], states[1][key], atol=1e-6) for key in states[0])
+
+
+def _one_non_zero_a_row():
+    """Issue 38's rows: 512 of 40,000 with a non-zero a row on average at random
+    cells (a bag of words), empty rows and columns."""
+    rng = np.random.RandomState(0)
+    X = csr_matrix((rng.uniform(0.5, 2.0, 40000), (rng.randint(40000, size=40000),
+                    rng.randint(2000, size=40000))), shape=(40000, 2000))
+    return X[:512]
+
+
+def test_sparse_pca_that_arpack_cannot_solve_takes_the_randomized_route(monkeypatch):
+    X = _one_non_zero_a_row()
+    x = _rows(_training_data(X, csr_matrix), make_generator(0))
+    with pytest.raises(ArpackNoConvergence):  # ARPACK's ties, from this start vector
+        PCA(2, svd_solver="arpack", random_state=1).fit(x.scaled)
+    weights, noise, offset = linear_gaussian_model("pca", x, 2, seed=1)
+    assert weights.shape == (2000, 2) and np.isfinite(weights).all()
+    # PCA's model: its variances are the top of the dense rows' spectrum, its
+    # noise the mean of the rest (both approximate where the values nearly tie)
+    dense = x.scaled.toarray() - x.shift
+    spectrum = np.linalg.svd(dense - dense.mean(axis=0), compute_uv=False) ** 2 / 511
+    assert_allclose(np.sort((weights ** 2).sum(axis=0) + noise[0])[::-1], spectrum[:2],
+                    rtol=0.05)
+    assert noise[0] == pytest.approx(spectrum[2:].mean(), rel=1e-3)
+    assert_allclose(offset, dense.mean(axis=0), atol=1e-12)
+
+
+def test_randomized_pca_is_pca_where_the_spectrum_has_a_gap():
+    X = _data(300, 40, k=3, density=0.6)
+    x = _rows(_training_data(X, csr_matrix), make_generator(0))
+    variance, components, noise = randomized_pca(x, 3, seed=0)
+    pca = PCA(3, svd_solver="full").fit(x.scaled.toarray())
+    assert_allclose(variance, pca.explained_variance_, rtol=1e-8)
+    assert_allclose(np.abs(components @ pca.components_.T), np.eye(3), atol=1e-6)
+    assert noise == pytest.approx(pca.noise_variance_, rel=1e-8)
+
+
+@pytest.mark.parametrize("data", ["dense", "csr"])
+def test_a_failed_solver_leaves_the_start_to_the_other(monkeypatch, data):
+    X = _data(200, 10)
+    container = csr_matrix if data == "csr" else None
+    train = _training_data(X, container, rows=torch.arange(150))
+    valid = _training_data(X, container, rows=torch.arange(150, 200))
+    real = skvae._init.linear_gaussian_model
+
+    def pca_fails(method, *args):
+        if method == "pca":
+            raise ArpackNoConvergence("ARPACK error -1: No convergence", None, None)
+        return real(method, *args)
+
+    monkeypatch.setattr(skvae._init, "linear_gaussian_model", pca_fails)
+    module = _module(10, 2, standardization(X)[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: a linear model started it
+        name = linear_start(module, "auto", train, valid, RowNoise(0, 2), 0, make_generator(1))
+    assert name == "factor_analysis"
+
+
+@pytest.mark.parametrize("failure", ["raises", "not finite", "bound not finite"])
+def test_when_every_linear_model_fails_training_starts_from_random_weights(
+        monkeypatch, failure):
+    X = _data(200, 10)
+    train = _training_data(X, rows=torch.arange(150))
+    valid = _training_data(X, rows=torch.arange(150, 200))
+    real = skvae._init.linear_gaussian_model
+
+    def broken(method, *args):
+        if failure == "raises":
+            raise np.linalg.LinAlgError("SVD did not converge")
+        weights, noise, offset = real(method, *args)
+        if failure == "not finite":
+            weights[0, 0] = np.nan
+        else:  # finite, but no row is finite under it (float32 overflow)
+            offset = offset.copy()
+            offset[0] = np.finfo(np.float64).max
+        return weights, noise, offset
+
+    monkeypatch.setattr(skvae._init, "linear_gaussian_model", broken)
+    module = _module(10, 2, standardization(X)[1])
+    random_weights = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.warns(UserWarning, match="could not start from a linear model.*random"):
+        name = linear_start(module, "auto", train, valid, RowNoise(0, 2), 0, make_generator(1))
+    assert name is None
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in random_weights.items())
+
+
+@pytest.mark.parametrize("failure", [np.linalg.LinAlgError("Singular matrix"),
+                                     FloatingPointError("overflow")])
+def test_fit_never_raises_a_solvers_error(monkeypatch, failure):
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(skvae._init, "linear_gaussian_model", broken)
+    X = _data(120, 6)
+    with pytest.warns(UserWarning, match=type(failure).__name__):
+        vae = VAETransformer(2, max_epochs=2, hidden_layer_sizes=(8,), random_state=0,
+                             device="cpu").fit(X)
+    assert vae.init_ is None and np.isfinite(vae.transform(X)).all()
 
 
 @pytest.mark.parametrize("n, d", [(300, 12), (12, 12), (7, 12), (5, 12)])

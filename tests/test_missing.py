@@ -258,13 +258,15 @@ def test_linear_start_with_holes_is_the_em_fit_of_the_observed_entries(holes):
 
 def test_start_with_holes_keeps_only_the_components_the_data_support(holes):
     """With holes, the start may be the linear model under the ARD prior: on
-    rows of a 2-factor model, a VAE of 6 components starts from 2 non-zero
-    columns (held-out rows judge, as by default); complete rows keep the
-    maximum likelihood start of factor analysis (all 6 columns)."""
+    100 rows of a 2-factor model, a VAE of 6 components starts from 2 non-zero
+    columns (held-out rows judge, as by default: the maximum likelihood model
+    is 0.1-0.8 nats a row behind over seeds 0-5); complete rows keep the
+    maximum likelihood start of factor analysis (all 6 columns). On all 300
+    rows the two are within the judge's noise (0.03 nats), a coin toss."""
     X, X_missing, _ = holes
     start = dict(hidden_layer_sizes=(16,), max_epochs=1, learning_rate=1e-12,
                  init="factor_analysis", random_state=0, device="cpu")
-    with_holes = VAETransformer(6, **start).fit(X_missing)
+    with_holes = VAETransformer(6, **start).fit(X_missing[:100])
     W = with_holes.module_.decoder_linear.weight.detach().double().numpy()
     assert np.count_nonzero(np.linalg.norm(W, axis=0) > 1e-6) == 2
     complete = VAETransformer(6, **start).fit(X)
