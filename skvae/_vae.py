@@ -88,9 +88,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         held-out rows. With missing values in X each model is fitted by EM to
         the observed entries and is also tried refined under an ARD prior,
         which sets the components the data do not support to 0 (see the
-        missing-data page). ``"random"``: PyTorch's default random weights, linear
-        paths at zero. The linear starts need ``likelihood="gaussian"``;
-        ``"auto"`` means ``"random"`` for the Bernoulli likelihood.
+        missing-data page). A model whose solver fails on the data (e.g.
+        ARPACK's on sparse rows, then tried by a randomized SVD) or is not
+        finite is left out, and with none left training starts from random
+        weights, with a warning; no solver's error stops the fit.
+        ``"random"``: PyTorch's default random weights, linear paths at zero.
+        The linear starts need ``likelihood="gaussian"``; ``"auto"`` means
+        ``"random"`` for the Bernoulli likelihood.
 
     beta : float, default=1.0
         Weight of the KL term in the training objective (beta-VAE). ``score``
@@ -249,7 +253,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     init_ : {"pca", "factor_analysis"} or None
         The linear model training started from (see ``init``); None when the
-        first fit started from random weights.
+        first fit started from random weights: ``init="random"``, or no linear
+        model could be fitted to the data (a ``UserWarning`` then says why).
 
     device_ : str
         The device the model was trained on.
