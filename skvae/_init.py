@@ -408,11 +408,12 @@ def linear_start(module, method, train, valid, noise, seed, generator):
         holes = not isinstance(x, SparseRows) and _data.has_missing(x)
         models = {}
         for m in methods:
-            fitted = _solved(failures, m, linear_gaussian_model, m, x, module.n_components, seed)
+            fitted = _solved(failures, _label((m, "ml")), linear_gaussian_model,
+                             m, x, module.n_components, seed)
             if fitted is not None:
                 models[m, "ml"] = fitted
                 if holes:
-                    refined = _solved(failures, f"{m} under the ARD prior", refine_ard,
+                    refined = _solved(failures, _label((m, "ard")), refine_ard,
                                       x, *fitted, isotropic=m == "pca")
                     if refined is not None:
                         models[m, "ard"] = refined
@@ -427,8 +428,7 @@ def linear_start(module, method, train, valid, noise, seed, generator):
                 module.init_linear_gaussian(*params)
                 scores[m] = _mean_iwae_bound(module, judge, rows, noise)
                 if not np.isfinite(scores[m]):
-                    failures[" ".join(m) if m[1] == "ard" else m[0]] = (
-                        "its bound on the held-out rows is not finite")
+                    failures[_label(m)] = "its bound on the held-out rows is not finite"
                     del models[m]
         if not models:  # the module was changed in judging: back to its random weights
             module.load_state_dict(random_weights)
@@ -443,6 +443,12 @@ def linear_start(module, method, train, valid, noise, seed, generator):
     name = max(models, key=lambda m: (scores.get(m, 0.0), m[0] == "pca", m[1] == "ml"))
     module.init_linear_gaussian(*models[name])
     return name[0]
+
+
+def _label(model):
+    """How the warning of :func:`linear_start` names a candidate ``(method, fit)``."""
+    method, fit = model
+    return method if fit == "ml" else f"{method} under the ARD prior"
 
 
 def _solved(failures, name, solver, *args, **kwargs):
