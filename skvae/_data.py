@@ -133,16 +133,25 @@ class TrainingData(torch.utils.data.Dataset):
         of the free device memory, and a batch at a time otherwise.
     rows : ndarray or LongTensor of row numbers, default=None
         The rows of X to hold (a validation split, say); None holds all.
+    target : ndarray of shape (n_samples,), default=None
+        A label for each row of X, encoded for the module's ``target_head``
+        (class indices or a standardized target, NaN for a row without a
+        label); the batches then come with the labels of their rows (see
+        :class:`BatchIterator`). None: no labels.
 
     Dense rows are converted to float32 and standardized once, into an array of
     their own; a float32 X that needs neither a subset nor standardization is
     used as it is, without a copy. Sparse rows are densified a batch at a time.
     """
 
-    def __init__(self, X, mean=None, scale=None, device="cpu", rows=None):
+    def __init__(self, X, mean=None, scale=None, device="cpu", rows=None, target=None):
         self.device = torch.device(device)
         dtype = torch.float32
         rows = None if rows is None else np.asarray(torch.as_tensor(rows).cpu())
+        self.target = None
+        if target is not None:
+            target = np.asarray(target, dtype=np.float32)
+            self.target = torch.from_numpy(target if rows is None else target[rows]).to(device)
         if sp.issparse(X):
             X = X if rows is None else sp.csr_matrix(X)[rows]
             store = self.device if _fits_on_device(X.data.nbytes * 3, device) else "cpu"
@@ -199,12 +208,25 @@ class TrainingData(torch.utils.data.Dataset):
                 batch = batch.sub_(self.mean).div_(self.scale)  # a tensor of its own: in place
         return batch.to(self.device, non_blocking=True)
 
+    def take_target(self, rows):
+        """The labels of ``rows`` (as :meth:`take`), or None when there are none."""
+        if self.target is None:
+            return None
+        if not isinstance(rows, slice):
+            rows = rows.to(self.target.device)
+        return self.target[rows]
+
+    def labelled_count(self):
+        """The number of rows with a label (0 without labels)."""
+        return 0 if self.target is None else int((~torch.isnan(self.target)).sum())
+
 
 class BatchIterator:
     """Mini-batches of a :class:`TrainingData`: slices of one permutation per epoch.
 
     Used as skorch's ``iterator_train`` and ``iterator_valid``; yields
-    ``(batch, None)`` pairs, as skorch expects ``(X, y)``.
+    ``(batch, labels)`` pairs, as skorch expects ``(X, y)``: the labels of the
+    batch's rows (:meth:`TrainingData.take_target`), None without labels.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, generator=None):
@@ -220,12 +242,14 @@ class BatchIterator:
         n, size = len(self.dataset), self.batch_size
         if not self.shuffle:
             for start in range(0, n, size):
-                yield self.dataset.take(slice(start, start + size)), None
+                rows = slice(start, start + size)
+                yield self.dataset.take(rows), self.dataset.take_target(rows)
             return
         order = torch.randperm(n, generator=self.generator, device=self.generator.device)
         order = order.to(self.dataset.store)
         for start in range(0, n, size):
-            yield self.dataset.take(order[start:start + size]), None
+            rows = order[start:start + size]
+            yield self.dataset.take(rows), self.dataset.take_target(rows)
 
 
 #: Entries of X per block where a pass over all of X needs temporaries of its
@@ -324,11 +348,15 @@ def feature_resolution(X, max_rows=RESOLUTION_ROWS):
     return resolution
 
 
-def validation_split(n_samples, validation_fraction, generator):
+def validation_split(n_samples, validation_fraction, generator, first=None):
     """Random ``(train_rows, valid_rows)`` LongTensors for early stopping.
 
     The validation part has ``ceil(validation_fraction * n_samples)`` rows, as in
-    :func:`sklearn.model_selection.train_test_split`.
+    :func:`sklearn.model_selection.train_test_split`. ``first``, a boolean
+    array of shape (n_samples,), names rows to hold out before any other (the
+    rows without a label of supervised training, so that every label trains):
+    the validation rows are drawn from them as far as they go, and from the
+    others after them. None: all rows alike.
     """
     n_valid = math.ceil(validation_fraction * n_samples)
     if n_samples - n_valid < 1:
@@ -338,6 +366,9 @@ def validation_split(n_samples, validation_fraction, generator):
             "pass more samples or set early_stopping=False."
         )
     order = torch.randperm(n_samples, generator=generator)
+    if first is not None:  # the rows of `first` in front, each group in random order
+        later = torch.as_tensor(~np.asarray(first, dtype=bool))[order]
+        order = order[torch.argsort(later.to(torch.int8), stable=True)]
     return order[n_valid:], order[:n_valid]
 
 

@@ -92,7 +92,8 @@ AUTO_COMPONENTS = (8, 16)
 #: The parameters of VAETransformer that are the imputer's too (all but
 #: ``warm_start``: every ``fit`` of an imputer trains a new model).
 _VAE_PARAMS = (
-    "n_components", "hidden_layer_sizes", "activation", "likelihood", "init", "beta",
+    "n_components", "hidden_layer_sizes", "activation", "likelihood", "init", "target_weight",
+    "beta",
     "kl_warmup_epochs", "max_epochs", "batch_size", "learning_rate", "early_stopping",
     "validation_fraction", "n_iter_no_change", "tol", "device", "n_threads", "callbacks",
     "verbose", "random_state",
@@ -284,7 +285,7 @@ class VAEImputer(TransformerMixin, BaseEstimator):
         well than narrow ones. An int larger than the number of features is
         reduced to it. The value used is ``estimator_.n_components``.
 
-    hidden_layer_sizes, activation, likelihood, init, beta, \
+    hidden_layer_sizes, activation, likelihood, init, target_weight, beta, \
 kl_warmup_epochs, max_epochs, batch_size, learning_rate, early_stopping, \
 validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbose
         The parameters of :class:`~skvae.VAETransformer`, with its defaults.
@@ -357,6 +358,7 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
         activation="relu",
         likelihood="gaussian",
         init="auto",
+        target_weight=0.0,
         beta=1.0,
         kl_warmup_epochs=0,
         max_epochs="auto",
@@ -383,6 +385,7 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
         self.activation = activation
         self.likelihood = likelihood
         self.init = init
+        self.target_weight = target_weight
         self.beta = beta
         self.kl_warmup_epochs = kl_warmup_epochs
         self.max_epochs = max_epochs
@@ -430,8 +433,9 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
         X : array-like of shape (n_samples, n_features)
             Data with missing values (``missing_values``, NaN by default).
 
-        y : Ignored
-            Not used, present for API consistency by convention.
+        y : array-like of shape (n_samples,), default=None
+            Labels for a supervised model (``target_weight > 0``, see
+            :class:`~skvae.VAETransformer`); ignored otherwise.
 
         Returns
         -------
@@ -453,7 +457,7 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
         # a copy of X only where features are set aside
         modelled = np.flatnonzero(valid)[self._modelled]
         estimator = self._make_estimator(len(modelled))
-        estimator.fit(X if len(modelled) == X.shape[1] else X[:, modelled])
+        estimator.fit(X if len(modelled) == X.shape[1] else X[:, modelled], y)
         self.indicator_ = (MissingIndicator(missing_values=np.nan, error_on_new=False).fit(X)
                            if self.add_indicator else None)
         self.random_state_ = check_random_state(self.random_state)

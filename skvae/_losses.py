@@ -68,10 +68,57 @@ def elbo(module, x, eps, kl_weight=1.0, observed=None, input_noise=None):
         best ones (``benchmarks/bench_amortization.py``). None: the encoder
         sees ``x``.
     """
+    return _elbo_and_code(module, x, eps, kl_weight, observed, input_noise)[0]
+
+
+def _elbo_and_code(module, x, eps, kl_weight, observed, input_noise):
+    """:func:`elbo` and the draw ``z`` it decoded."""
     mu, logvar = module.encode(x if input_noise is None else x + input_noise, observed)
     z = mu + torch.exp(0.5 * logvar) * eps
-    return (reconstruction_log_likelihood(module, x, z, observed)
-            - kl_weight * gaussian_kl(mu, logvar))
+    value = (reconstruction_log_likelihood(module, x, z, observed)
+             - kl_weight * gaussian_kl(mu, logvar))
+    return value, z
+
+
+def supervised_elbo(module, x, y, eps, kl_weight=1.0, target_weight=1.0,
+                    unlabelled_weight=0.0, observed=None, input_noise=None):
+    """Per-sample ELBO plus the weighted log-likelihood of the label given the code.
+
+    ``elbo + target_weight * log p(y | z)`` for a row with a label, and
+    ``elbo - unlabelled_weight * H(p(. | z))`` for a row without one (class
+    labels; the entropy of the predicted classes, entropy minimization as in
+    Grandvalet & Bengio 2005: the unlabelled codes are drawn away from the
+    boundaries between the classes, into the clusters of the labelled ones),
+    with the same draw ``z`` from q(z | x) in every term. The label's term
+    trains the encoder to put the classes (or the target's levels) where the
+    module's ``target_head`` can tell them apart, and the head itself.
+
+    Parameters
+    ----------
+    module : VAEModule
+        With a ``target_head`` (:class:`skvae._module.TargetHead`).
+    x : Tensor of shape (n, n_features)
+    y : Tensor of shape (n,)
+        Class indices (as floats) or a standardized target; NaN for a row
+        without a label.
+    eps, kl_weight, observed, input_noise
+        As in :func:`elbo`.
+    target_weight : float
+        Weight of each labelled row's ``log p(y | z)``, in nats per nat.
+    unlabelled_weight : float, default=0.0
+        Weight of each unlabelled row's entropy of p(y | z) (class labels only).
+
+    Returns
+    -------
+    objective : Tensor of shape (n,)
+        Not a bound of log p(x) (the label's terms are not); :func:`elbo` is.
+    """
+    value, z = _elbo_and_code(module, x, eps, kl_weight, observed, input_noise)
+    log_prob, negative_entropy, labelled = module.target_head.log_prob(z, y)
+    value = value + target_weight * log_prob
+    if unlabelled_weight:
+        value = value + unlabelled_weight * torch.where(labelled, 0.0, negative_entropy)
+    return value
 
 
 def importance_log_weights(module, x, eps, observed=None):

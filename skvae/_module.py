@@ -27,6 +27,8 @@ ACTIVATIONS = {
 #: cannot ask for a posterior so wide that its samples decode to nonsense.
 MAX_POSTERIOR_LOG_VARIANCE = 2.0
 
+_LOG_2PI = math.log(2 * math.pi)
+
 
 def _bounded_log_variance(raw, bound=MAX_POSTERIOR_LOG_VARIANCE):
     """``bound - softplus(bound - raw)``: ``raw`` below the bound, never above it."""
@@ -150,6 +152,11 @@ class VAEModule(nn.Module):
     max_log_variance : float or None, default=MAX_POSTERIOR_LOG_VARIANCE
         Smooth upper bound of the posterior's log-variance; None for none (the
         networks of skvae before it, loaded from their files).
+    target : None, "continuous" or int, default=None
+        A model of a label given the code, :class:`TargetHead` (the submodule
+        ``target_head``, built last, so that the other weights are drawn and
+        stored as without it): the number of classes of a class label, or
+        ``"continuous"`` for a real target. None: no label model.
     missing_inputs : bool, default=False
         An encoder for rows with missing entries, built for training data
         that have them. Its linear path is a product of Gaussian experts:
@@ -183,7 +190,8 @@ class VAEModule(nn.Module):
 
     def __init__(self, n_features, n_components, hidden_layer_sizes=(), activation="relu",
                  likelihood="gaussian", likelihood_options=None,
-                 max_log_variance=MAX_POSTERIOR_LOG_VARIANCE, missing_inputs=False):
+                 max_log_variance=MAX_POSTERIOR_LOG_VARIANCE, missing_inputs=False,
+                 target=None):
         super().__init__()
         self.max_log_variance = max_log_variance
         self.missing_inputs = bool(missing_inputs)
@@ -214,6 +222,11 @@ class VAEModule(nn.Module):
             # (format 6) keep their positions in the optimizer's state; its weight
             # (n_components, n_features) holds the experts' loadings u_j
             self.encoder_loading = nn.Linear(n_features, n_components, bias=False)
+        # after every other child: a supervised network's other weights are drawn
+        # from the generator, and ordered in its state, as an unsupervised one's
+        self.target = target
+        if target is not None:
+            self.target_head = TargetHead(n_components, target)
 
     def reset_parameters(self, generator=None):
         """Initialise every weight from ``generator`` (PyTorch's default scheme).
@@ -237,6 +250,8 @@ class VAEModule(nn.Module):
             self.decoder_linear.weight.zero_()
             self.input_low.fill_(-math.inf)
             self.input_high.fill_(math.inf)
+            if self.target is not None:
+                self.target_head.reset_parameters()
         self.observation.reset_parameters()
         return self
 
@@ -432,3 +447,74 @@ class VAEModule(nn.Module):
     def forward(self, x):
         """Posterior means: what ``transform`` returns."""
         return self.encode(x)[0]
+
+
+class TargetHead(nn.Module):
+    """p(y | z): a model of a label given the code, for supervised training.
+
+    A linear map of the code, so that the classes (or the target's level) must
+    be told apart by a linear function of the code: codes that separate the
+    classes for a linear classifier, and for k-nearest neighbours. For class
+    labels it gives the logits of a softmax over the classes; for a continuous
+    target (standardized) the mean of a Gaussian, with one learned
+    log-variance.
+
+    Parameters
+    ----------
+    n_components : int
+        Latent dimensions.
+    target : int or "continuous"
+        The number of classes (at least 2), or ``"continuous"``.
+    """
+
+    def __init__(self, n_components, target):
+        super().__init__()
+        self.continuous = target == "continuous"
+        self.linear = nn.Linear(n_components, 1 if self.continuous else int(target))
+        if self.continuous:
+            self.log_variance = nn.Parameter(torch.zeros(()))
+
+    def reset_parameters(self):
+        """Start from the label's marginal: zero weights and bias, unit variance.
+
+        Draws nothing: the head starts where it knows nothing of the code.
+        """
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+            if self.continuous:
+                self.log_variance.zero_()
+        return self
+
+    def log_prob(self, z, y):
+        """``(log p(y | z), -H(p(. | z)), labelled)`` per row.
+
+        Parameters
+        ----------
+        z : Tensor of shape (n, n_components)
+        y : Tensor of shape (n,)
+            Class indices (as floats) or standardized targets; NaN where the
+            row has no label.
+
+        Returns
+        -------
+        log_prob : Tensor of shape (n,)
+            In nats; 0 for the rows without a label.
+        negative_entropy : Tensor of shape (n,)
+            ``sum_c p(c | z) log p(c | z)`` of class labels, in nats (at most
+            0, 0 when the head is sure); 0 for a continuous target.
+        labelled : BoolTensor of shape (n,)
+        """
+        labelled = ~torch.isnan(y)
+        out = self.linear(z)
+        if self.continuous:
+            residual = torch.where(labelled, y, out[:, 0]) - out[:, 0]
+            value = -0.5 * (_LOG_2PI + self.log_variance
+                            + residual.square() * torch.exp(-self.log_variance))
+            negative_entropy = torch.zeros_like(value)
+        else:
+            log_p = torch.log_softmax(out, dim=1)
+            index = torch.where(labelled, y, 0.0).long()
+            value = log_p.gather(1, index.unsqueeze(1))[:, 0]
+            negative_entropy = (log_p.exp() * log_p).sum(1)
+        return torch.where(labelled, value, 0.0), negative_entropy, labelled

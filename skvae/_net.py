@@ -26,7 +26,7 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog,
 from skorch.utils import TeeGenerator
 
 from ._data import batch_rows
-from ._losses import elbo, gaussian_kl_per_dimension, kl_weight
+from ._losses import elbo, gaussian_kl_per_dimension, kl_weight, supervised_elbo
 from ._module import fill_missing, split_missing
 from ._optim import WeightAverage
 
@@ -245,6 +245,17 @@ class VAENet(NeuralNet):
         Whether to validate, keep and end with a moving average of the weights
         training visits (:class:`~skvae._optim.WeightAverage`) instead of the
         weights themselves; training itself steps from the latter.
+    target_weight : float, default=0.0
+        Weight of each labelled row's ``log p(y | z)`` in the training
+        objective (:func:`skvae._losses.supervised_elbo`), for training data
+        with labels (batches whose second item is not None); 0: the ELBO alone.
+        The held-out loss has the same term for the held-out rows with a label
+        (none of them when training has rows without one: those are held out
+        first) and is the ELBO alone for the others; the entropy term of the
+        rows without a label is left out.
+    unlabelled_weight : float, default=0.0
+        Weight of the entropy of p(y | z) of each training row without a
+        label (class labels), with ``target_weight``.
     loss_offset : float, default=0.0
         Added to every loss the history records (``train_loss``,
         ``valid_loss``, per batch and per epoch), in float64: ``sum(log(scale))``
@@ -258,8 +269,11 @@ class VAENet(NeuralNet):
 
     def __init__(self, module, *, beta=1.0, kl_warmup_epochs=0, n_iter_no_change=None,
                  start_patience=None, tol=0.0, noise_generator=None, valid_noise=None,
-                 missing=False, loss_offset=0.0, average_weights=False, **kwargs):
+                 missing=False, loss_offset=0.0, average_weights=False, target_weight=0.0,
+                 unlabelled_weight=0.0, **kwargs):
         super().__init__(module, criterion=NegativeELBO, **kwargs)
+        self.target_weight = target_weight
+        self.unlabelled_weight = unlabelled_weight
         self.missing = missing
         self.average_weights = average_weights
         self.beta = beta
@@ -434,8 +448,14 @@ class VAENet(NeuralNet):
         x, observed = self._split(batch[0])
         eps = torch.randn(x.shape[0], self.module_.n_components, generator=self.noise_generator,
                           device=x.device, dtype=x.dtype)
-        per_sample = elbo(self.module_, x, eps, self.kl_weight_, observed,
-                          input_noise=self._encoder_input_noise(x))
+        noise = self._encoder_input_noise(x)
+        if batch[1] is not None and self.target_weight:
+            per_sample = supervised_elbo(self.module_, x, batch[1], eps, self.kl_weight_,
+                                         self.target_weight, self.unlabelled_weight,
+                                         observed, input_noise=noise)
+        else:
+            per_sample = elbo(self.module_, x, eps, self.kl_weight_, observed,
+                              input_noise=noise)
         loss = self.get_loss(per_sample, X=x, training=True)
         loss.backward()
         return {"loss": loss, "y_pred": per_sample}
@@ -503,7 +523,11 @@ class VAENet(NeuralNet):
         x, observed = self._split(batch[0])
         with torch.no_grad():
             eps = self._validation_noise(x)
-            per_sample = elbo(self.module_, x, eps, self.beta, observed)
+            if batch[1] is not None and self.target_weight:
+                per_sample = supervised_elbo(self.module_, x, batch[1], eps, self.beta,
+                                             self.target_weight, 0.0, observed)
+            else:
+                per_sample = elbo(self.module_, x, eps, self.beta, observed)
             loss = self.get_loss(per_sample, X=x, training=False)
         return {"loss": loss, "y_pred": per_sample}
 

@@ -51,6 +51,12 @@ Formats
     As 7; the parameter ``tol`` and its resolved ``tol_`` (the improvement
     of the held-out loss that resets early stopping's patience). A format 7
     or older model loads with ``tol=0.0``, the rule it was trained with.
+9
+    As 8; the parameter ``target_weight``, the fitted ``target_type_`` (and
+    ``classes_`` for class labels), and the network's ``target`` (its model
+    of the label given the code, ``target_head``, the last child). A format 8
+    or older model loads as one fitted without labels: ``target_weight=0.0``,
+    ``target_type_=None``.
 """
 
 import math
@@ -65,7 +71,7 @@ from ._module import VAEModule, empty_on_cpu
 from ._training import resolve_max_epochs, resolve_n_iter_no_change, set_learning_rates
 
 #: The format this skvae writes; it reads formats 0 to FORMAT.
-FORMAT = 8
+FORMAT = 9
 
 #: Parameters that format 2 added, and their values for an older model.
 _FORMAT_2_PARAMS = {"init": "random", "n_threads": "auto"}
@@ -176,6 +182,12 @@ def import_state(state, version):
         state.setdefault("tol", 0.0)
         if "module_" in state:
             state.setdefault("tol_", 0.0)
+    if fmt <= 8:
+        # models saved before supervised training were fitted without labels
+        state.setdefault("target_weight", 0.0)
+        if "module_" in state:
+            state.setdefault("target_type_", None)
+            state.setdefault("_target_scale", None)
     if fmt <= 1:
         # parameters added in format 2, with the values that describe how those
         # models were trained (from random weights): get_params and clone work
@@ -201,6 +213,7 @@ def _export_module(name, module):
         "likelihood_options": module.observation.options(),
         "max_log_variance": module.max_log_variance,
         "missing_inputs": module.missing_inputs,
+        "target": module.target,
         "state_dict": {key: _tensor_to_numpy(value)
                        for key, value in module.state_dict().items()},
     }
@@ -227,7 +240,8 @@ def _import_module(saved, fmt=FORMAT):
         module = VAEModule(saved["n_features"], saved["n_components"],
                            tuple(saved["hidden_layer_sizes"]), saved["activation"],
                            saved["likelihood"], options, max_log_variance,
-                           missing_inputs=saved.get("missing_inputs", False))
+                           missing_inputs=saved.get("missing_inputs", False),
+                           target=saved.get("target"))
     module = empty_on_cpu(module)
     module.load_state_dict(weights)
     return module

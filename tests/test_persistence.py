@@ -64,7 +64,7 @@ def test_state_holds_numpy_and_builtins_only(fitted_for, likelihood):
                tuple)
     assert all(isinstance(value, allowed) for value in _walk(state))
     assert state["_skvae_version"] == skvae.__version__
-    assert state["_skvae_format"] == FORMAT == 8
+    assert state["_skvae_format"] == FORMAT == 9
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
