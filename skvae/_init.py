@@ -75,7 +75,8 @@ DENSE_INIT_VALUES = 2 ** 22
 #: What a solver raises when it fails on the data (no convergence, a singular
 #: system, a non-finite intermediate): the linear model is then left out of
 #: the start, never raised from ``fit``.
-SOLVER_ERRORS = (ArithmeticError, ValueError, RuntimeError, ArpackError)
+SOLVER_ERRORS = (ArithmeticError, ValueError, RuntimeError, ArpackError,
+                 np.linalg.LinAlgError)  # a ValueError from NumPy 2 on, not before
 
 #: The ``init`` values and the linear models they try.
 INIT_METHODS = {
