@@ -98,7 +98,6 @@ def test_continuous_target_shapes_the_codes():
         r2[weight] = reg.score(vae.transform(X_test), t_test)
     assert r2[0.0] < 0.3
     assert r2[0.5] > 0.6
-    vae = VAETransformer(1, target_weight=0.5, **params).fit(X, t)
     assert vae.target_type_ == "continuous" and not hasattr(vae, "classes_")
 
 
