@@ -90,17 +90,20 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         apart, where a linear classifier or nearest neighbours find them.
         Rows without a label are -1 for class labels (scikit-learn's
         semi-supervised convention) or NaN for a continuous target; they
-        train the model of X only. The weight is a share of a fixed scale:
-        each labelled row's log p(y | z) counts ``16 * target_weight * n /
-        n_labelled`` times next to its ELBO (n training rows, n_labelled of
-        them labelled), so the labels weigh the same whatever their share.
-        0.5 (8 per row when all are labelled) is the value to start from: it
-        shapes the codes by the labels and leaves the held-out ``score``
-        within a few percent of the unsupervised one. 1 is twice that. Early
-        stopping holds out rows without a label first and watches their
-        ELBO alone, so that every label trains. ``transform`` still encodes X
-        alone, and ``score`` is still log p(x). See
-        :ref:`supervision`.
+        train the model of X, and, for class labels, the entropy of their
+        predicted classes p(y | z) is minimized (their codes move off the
+        boundaries between classes). The weight is a share of a fixed scale:
+        each labelled row's log p(y | z) counts ``32 * target_weight *
+        sqrt(n / n_labelled)`` times next to its ELBO (n training rows,
+        n_labelled of them labelled), and each unlabelled row's entropy
+        ``8 * target_weight`` times. 0.5 (16 per row when all are labelled)
+        is the value to start from: it shapes the codes by the labels and
+        leaves the held-out ``score`` within a few percent of the
+        unsupervised one. 1 is twice that. Early stopping holds out rows
+        without a label first, so that every label trains, and watches their
+        ELBO (with the label's term for held-out rows that have one).
+        ``transform`` still encodes X alone, and ``score`` is still
+        log p(x). See :ref:`supervision`.
 
     init : {"auto", "pca", "factor_analysis", "random"}, default="auto"
         Where training starts. The network has a linear path beside each MLP,
