@@ -342,8 +342,9 @@ def train(params, X, *, epochs, incremental, device, previous=None, target=None)
         The labels of supervised training (``target_weight > 0``): the
         network gets a ``target_head`` and the labelled rows' log p(y | z)
         joins the objective (:data:`TARGET_SCALE`); early stopping holds out
-        rows without a label first and watches their ELBO alone. None: the
-        ELBO alone, as without labels.
+        rows without a label first and watches their ELBO (with the label's
+        term for held-out rows that have one). None: the ELBO alone, as
+        without labels.
 
     Returns
     -------

@@ -236,7 +236,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         the held-out rows as float32),
         ``kl_weight`` and ``dur`` (seconds). ``history_[:, "train_loss"]``
         gives the training curve. ``train_loss`` weights the KL term by the
-        epoch's KL weight and averages over the epoch's mini-batches.
+        epoch's KL weight and averages over the epoch's mini-batches. With
+        ``target_weight > 0`` both losses also hold the (weighted) terms of
+        the labels: ``train_loss`` those of the training rows,
+        ``valid_loss`` the label term of the held-out rows that have one.
 
     n_epochs_ : int
         Epochs trained, counted across ``partial_fit`` and warm-started fits.
