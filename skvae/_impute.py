@@ -430,8 +430,11 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Data with missing values (``missing_values``, NaN by default).
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Data with missing values (``missing_values``, NaN by default). A
+            DataFrame with categorical columns (text, category, bool; see
+            ``likelihood``) is modelled as a mixed table, with NaN, None or
+            pd.NA as its holes.
 
         y : Ignored
             Not used, present for API consistency by convention.
@@ -527,12 +530,18 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             Data with missing values.
 
         Returns
         -------
-        X_filled : ndarray of shape (n_samples, n_features_out)
+        X_filled : ndarray or DataFrame of shape (n_samples, n_features_out)
+            For an imputer fitted on a mixed table (a DataFrame with
+            categorical columns), a copy of the DataFrame with each hole
+            filled in its column's dtype: a categorical hole with its most
+            probable category under the importance-weighted posterior
+            predictive (a draw with ``sample_posterior=True``), followed by
+            the indicator's columns with ``add_indicator``. Otherwise:
             X with its missing entries filled (observed entries unchanged),
             without the features that had no observed value at fit unless
             ``keep_empty_features``, followed by the missing indicator's

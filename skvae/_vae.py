@@ -612,7 +612,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         fitted = self._fitted_architecture
         for name in _ARCHITECTURE:
             if name == "likelihood" and (self.likelihood == "auto"
-                                         or isinstance(self.likelihood, dict)):
+                                         or isinstance(self.likelihood, dict)
+                                         or getattr(self, "_columns", None) is not None):
                 continue  # resolved from the data at the first fit, and kept
             new = getattr(self, name)
             if name == "hidden_layer_sizes":

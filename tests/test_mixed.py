@@ -247,6 +247,16 @@ def test_warm_start_and_partial_fit_keep_the_layout(table):
     assert vae.likelihoods_ == layout and vae.n_epochs_ > 10
 
 
+def test_categorical_on_an_array_gives_an_array_of_categories():
+    X = np.random.RandomState(0).randint(0, 3, (60, 4)).astype(np.float64)
+    vae = VAETransformer(likelihood="categorical", warm_start=True, **FAST).fit(X)
+    vae.fit(X)  # the layout is kept
+    out = vae.inverse_transform(vae.transform(X))
+    assert isinstance(out, np.ndarray) and out.shape == X.shape
+    assert set(np.unique(out)) <= {0.0, 1.0, 2.0}
+    assert vae.likelihoods_ == {j: "categorical" for j in range(4)}
+
+
 # ------------------------------------------------------------ counts alone
 
 
