@@ -19,13 +19,16 @@ import math
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.impute import MissingIndicator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (_check_feature_names, _check_n_features, check_is_fitted,
+                                      validate_data)
 
+from ._columns import decode, resolve_columns
 from ._data import observed_counts_and_sums, row_blocks
 from ._losses import MAX_IMPORTANCE_SAMPLES, standard_normal_log_density
 from ._module import split_missing
@@ -356,7 +359,7 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
         n_components="auto",
         hidden_layer_sizes=(256, 128),
         activation="relu",
-        likelihood="gaussian",
+        likelihood="auto",
         init="auto",
         target_weight=0.0,
         beta=1.0,
@@ -430,8 +433,11 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Data with missing values (``missing_values``, NaN by default).
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Data with missing values (``missing_values``, NaN by default). A
+            DataFrame with categorical columns (text, category, bool; see
+            ``likelihood``) is modelled as a mixed table, with NaN, None or
+            pd.NA as its holes.
 
         y : array-like of shape (n_samples,), default=None
             Labels for a supervised model (``target_weight > 0``, see
@@ -442,6 +448,11 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
         self : VAEImputer
             The fitted imputer.
         """
+        likelihood = (self.likelihood if self.estimator is None
+                      else self.estimator.get_params().get("likelihood", "auto"))
+        if isinstance(X, pd.DataFrame) and resolve_columns(X, likelihood)[0] is not None:
+            return self._fit_table(X, y)
+        self._table = False
         X = self._validate_input(X, reset=True)
         counts, sums = observed_counts_and_sums(X)
         # scikit-learn's rule: a feature without an observed value is "empty";
@@ -464,6 +475,58 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
         self.estimator_ = estimator
         return self
 
+    def _fit_table(self, X, y=None):
+        """Fit to a mixed table (a DataFrame with categorical columns), ``y`` as for :meth:`fit`.
+
+        The VAE models the table itself (its column layout, with holes in any
+        column); a column without an observed value is an error of the VAE's.
+        """
+        if self.missing_values is not None and not _is_nan(self.missing_values) \
+                and self.missing_values is not pd.NA:
+            raise ValueError(
+                "A table with categorical columns marks its holes with NaN, None or "
+                f"pd.NA; missing_values={self.missing_values!r} is for numeric arrays.")
+        _check_feature_names(self, X, reset=True)
+        _check_n_features(self, X, reset=True)
+        estimator = self._make_estimator(X.shape[1])
+        estimator.fit(X, y)
+        self._table = True
+        self._valid_features = np.ones(X.shape[1], dtype=bool)
+        self.indicator_ = (MissingIndicator(missing_values=1.0, error_on_new=False)
+                           .fit(X.isna().to_numpy(dtype=np.float64)) if self.add_indicator
+                           else None)
+        self.random_state_ = check_random_state(self.random_state)
+        self.estimator_ = estimator
+        return self
+
+    def _transform_table(self, X):
+        """A copy of the table X with its holes filled, each column in its dtype."""
+        if not isinstance(X, pd.DataFrame):
+            raise ValueError("This VAEImputer was fitted on a DataFrame with categorical "
+                             "columns; transform takes such a DataFrame too.")
+        _check_feature_names(self, X, reset=False)
+        _check_n_features(self, X, reset=False)
+        vae = self.estimator_
+        encoded = vae._validate_X(X, reset=False)
+        out = X.copy()
+        holes = np.flatnonzero(np.isnan(encoded).any(axis=1))
+        if len(holes):
+            filled = decode(vae._columns, self._impute(encoded[holes]))
+            missing = X.isna().to_numpy()[holes]
+            for j in range(X.shape[1]):
+                rows = missing[:, j]
+                if rows.any():
+                    column = out.columns[j]
+                    values = filled.iloc[np.flatnonzero(rows), j]
+                    out[column] = out[column].copy()
+                    out.iloc[holes[rows], j] = values.to_numpy(dtype=object) \
+                        if isinstance(values.dtype, pd.CategoricalDtype) else values.to_numpy()
+        if self.indicator_ is not None:
+            flags = self.indicator_.transform(X.isna().to_numpy(dtype=np.float64))
+            names = self.indicator_.get_feature_names_out(np.asarray(X.columns, dtype=object))
+            out = pd.concat([out, pd.DataFrame(flags, index=X.index, columns=names)], axis=1)
+        return out
+
     # -------------------------------------------------------------- transform
 
     def transform(self, X):
@@ -471,18 +534,26 @@ validation_fraction, n_iter_no_change, tol, device, n_threads, callbacks, verbos
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             Data with missing values.
 
         Returns
         -------
-        X_filled : ndarray of shape (n_samples, n_features_out)
+        X_filled : ndarray or DataFrame of shape (n_samples, n_features_out)
+            For an imputer fitted on a mixed table (a DataFrame with
+            categorical columns), a copy of the DataFrame with each hole
+            filled in its column's dtype: a categorical hole with its most
+            probable category under the importance-weighted posterior
+            predictive (a draw with ``sample_posterior=True``), followed by
+            the indicator's columns with ``add_indicator``. Otherwise:
             X with its missing entries filled (observed entries unchanged),
             without the features that had no observed value at fit unless
             ``keep_empty_features``, followed by the missing indicator's
             columns with ``add_indicator``.
         """
         check_is_fitted(self)
+        if getattr(self, "_table", False):
+            return self._transform_table(X)
         X = self._validate_input(X, reset=False)
         valid = self._valid_features
         out = X.copy() if valid.all() else X[:, valid]  # the output, a new array

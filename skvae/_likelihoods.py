@@ -432,5 +432,345 @@ class BernoulliLikelihood(nn.Module):
             )
 
 
+class _DiscreteLikelihood(nn.Module):
+    """Shared parts of the likelihoods of discrete data, modelled as given.
+
+    No standardization, no linear Gaussian start, no pinned constants (the
+    decoder gives logits or log-rates, not values in the data's units), no
+    noise on the encoder's input.
+    """
+
+    standardize = False
+    supports_linear_start = False
+    pins_constant_features = False
+    lr_factors = {}
+
+    def __init__(self, n_features):
+        super().__init__()
+
+    def options(self):
+        """The constructor's keyword arguments: none."""
+        return {}
+
+    def reset_parameters(self):
+        return self
+
+    def set_scale(self, scale):
+        """Nothing to adapt: the data are modelled as given."""
+
+    def set_resolution(self, resolution):
+        """Nothing to adapt: a discrete likelihood has no variance."""
+        return self
+
+    def encoder_noise_scale(self):
+        """None: the encoder sees the data as they are in training."""
+        return None
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Refuse: the ONNX decoder covers the Gaussian and Bernoulli likelihoods."""
+        raise ValueError(
+            f"The ONNX export of skvae does not cover likelihood={self.name!r}; it "
+            "covers 'gaussian' and 'bernoulli'. Use the estimator itself "
+            "(inverse_transform) for this model.")
+
+
+def _check_counts(X, name):
+    """Raise a ValueError unless every (observed) value of X is a non-negative integer."""
+    if X.shape[0] == 0:
+        return
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    values = values[~np.isnan(values)]
+    if len(values) and (values.min() < 0 or np.any(values != np.round(values))):
+        bad = values[(values < 0) | (values != np.round(values))][0]
+        raise ValueError(
+            f"likelihood={name!r} needs non-negative integer counts, but X holds "
+            f"{bad:g}. Use likelihood='gaussian' for real values.")
+
+
+class CategoricalLikelihood(_DiscreteLikelihood):
+    """Categorical p(x | z) over one-hot columns; the decoder gives logits.
+
+    The ``n_features`` columns are the indicators of one variable's
+    categories: a row has one 1 (or is missing as a whole), and its log
+    probability is ``log softmax(out)`` at that category. A table's categorical
+    column is one such group (:class:`MixedLikelihood`).
+
+    Parameters
+    ----------
+    n_features : int
+        Number of categories.
+    """
+
+    name = "categorical"
+
+    def log_prob(self, x, out, observed=None):
+        """``sum_j x_j log softmax(out)_j`` over the (observed) one-hot columns."""
+        return masked_sum(x * torch.log_softmax(out, dim=-1), observed)
+
+    def mean(self, out):
+        """Probabilities of the categories: ``softmax(out)``."""
+        return torch.softmax(out, dim=-1)
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Write :meth:`mean` as ONNX nodes: ``Softmax`` over the categories."""
+        return writer.node("Softmax", [x], output, axis=-1)
+
+    def sample(self, out, generator=None):
+        """A one-hot draw of a category for the logits ``out`` (the Gumbel-max trick)."""
+        u = torch.rand(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1 - 1e-7)))
+        pick = torch.argmax(out + gumbel, dim=-1)
+        return F.one_hot(pick, out.shape[-1]).to(out.dtype)
+
+    @staticmethod
+    def check_support(X):
+        """Raise a ValueError unless X is one-hot: 0 or 1, one 1 per (observed) row."""
+        if X.shape[0] == 0:
+            return
+        dense = X.toarray() if sp.issparse(X) else np.asarray(X)
+        rows = ~np.isnan(dense).any(axis=1)
+        values = dense[rows]
+        if np.any((values != 0) & (values != 1)) or np.any(values.sum(axis=1) != 1):
+            raise ValueError(
+                "likelihood='categorical' on an array needs one-hot rows (0 or 1, one 1 "
+                "per row). Pass a DataFrame to model each column as a categorical "
+                "variable, or one-hot encode X.")
+
+
+class PoissonLikelihood(_DiscreteLikelihood):
+    """Poisson p(x | z) for non-negative counts; the decoder gives log-rates.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the data (unused: the likelihood has no parameters).
+    """
+
+    name = "poisson"
+
+    def log_prob(self, x, out, observed=None):
+        """Sum over (observed) features of ``x out - exp(out) - log(x!)``."""
+        return masked_sum(x * out - torch.exp(out) - torch.lgamma(x + 1), observed)
+
+    def mean(self, out):
+        """Rates: ``exp(out)``."""
+        return torch.exp(out)
+
+    def sample(self, out, generator=None):
+        """A draw of counts for the log-rates ``out``."""
+        return torch.poisson(torch.exp(out), generator=generator)
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Write :meth:`mean` as ONNX nodes: ``Exp`` of the log-rates."""
+        return writer.node("Exp", [x], output)
+
+    @staticmethod
+    def check_support(X):
+        """Raise a ValueError unless every value of X is a non-negative integer."""
+        _check_counts(X, "poisson")
+
+
+def _standard_gamma(shape, generator=None):
+    """Gamma(shape, 1) draws from ``generator`` (Marsaglia & Tsang 2000), vectorized.
+
+    ``torch._standard_gamma`` takes no generator. Shapes below 1 use
+    ``Gamma(a) = Gamma(a + 1) U**(1/a)``.
+    """
+    boost = shape < 1
+    a = torch.where(boost, shape + 1, shape)
+    d = a - 1.0 / 3
+    c = 1.0 / torch.sqrt(9 * d)
+    out = torch.empty_like(shape)
+    todo = torch.ones_like(shape, dtype=torch.bool)
+    while bool(todo.any()):
+        x = torch.randn(shape.shape, generator=generator, device=shape.device, dtype=shape.dtype)
+        u = torch.rand(shape.shape, generator=generator, device=shape.device, dtype=shape.dtype)
+        v = (1 + c * x) ** 3
+        ok = (v > 0) & (torch.log(u.clamp_min(1e-30)) < 0.5 * x * x + d - d * v
+                        + d * torch.log(v.clamp_min(1e-30)))
+        accept = todo & ok
+        out = torch.where(accept, d * v, out)
+        todo = todo & ~ok
+    u = torch.rand(shape.shape, generator=generator, device=shape.device, dtype=shape.dtype)
+    return torch.where(boost, out * u.clamp_min(1e-30) ** (1 / shape), out)
+
+
+class NegativeBinomialLikelihood(_DiscreteLikelihood):
+    """Negative binomial p(x | z) for overdispersed counts (as in scvi-tools).
+
+    The decoder gives the log of the mean ``mu``; each feature has a learned
+    inverse dispersion ``theta`` (variance ``mu + mu**2 / theta``), which
+    learns at :data:`VARIANCE_LR_FACTOR` times the network's rate, as the
+    Gaussian variances do.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the data.
+    """
+
+    name = "negative_binomial"
+    lr_factors = {"log_theta": VARIANCE_LR_FACTOR}
+
+    def __init__(self, n_features):
+        super().__init__(n_features)
+        self.log_theta = nn.Parameter(torch.empty(n_features))
+
+    def reset_parameters(self):
+        """``theta = 1``."""
+        with torch.no_grad():
+            self.log_theta.zero_()
+        return self
+
+    def log_prob(self, x, out, observed=None):
+        """Sum over (observed) features of log NB(x; mu=exp(out), theta)."""
+        log_theta = self.log_theta
+        theta = torch.exp(log_theta)
+        log_total = torch.logaddexp(log_theta, out)  # log(theta + mu)
+        terms = (theta * (log_theta - log_total) + x * (out - log_total)
+                 + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1))
+        return masked_sum(terms, observed)
+
+    def mean(self, out):
+        """Means: ``exp(out)``."""
+        return torch.exp(out)
+
+    def sample(self, out, generator=None):
+        """A draw of counts: Poisson with a Gamma(theta, theta / mu) rate."""
+        theta = torch.exp(self.log_theta.detach()).to(out.dtype).expand_as(out)
+        rate = _standard_gamma(theta, generator) * torch.exp(out) / theta
+        return torch.poisson(rate, generator=generator)
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Write :meth:`mean` as ONNX nodes: ``Exp`` of the log-means."""
+        return writer.node("Exp", [x], output)
+
+    @staticmethod
+    def check_support(X):
+        """Raise a ValueError unless every value of X is a non-negative integer."""
+        _check_counts(X, "negative_binomial")
+
+
 #: The ``likelihood`` parameter's values and their classes.
-LIKELIHOODS = {cls.name: cls for cls in (GaussianLikelihood, BernoulliLikelihood)}
+LIKELIHOODS = {cls.name: cls for cls in (GaussianLikelihood, BernoulliLikelihood,
+                                         CategoricalLikelihood, PoissonLikelihood,
+                                         NegativeBinomialLikelihood)}
+
+
+class MixedLikelihood(nn.Module):
+    """One likelihood per group of columns: the model of a mixed table.
+
+    The decoder's output is split among the groups in their order; the
+    log-likelihood of a row is the sum of the groups' over its observed
+    cells. A categorical column is one group of its one-hot columns; the
+    other likelihoods take any number of columns. Built by the estimator from
+    a DataFrame's column layout (:mod:`skvae._columns`).
+
+    The Gaussian groups are modelled standardized
+    (:meth:`standardized_features`); the estimator's ``mean_`` and ``scale_``
+    are 0 and 1 on the other columns, so standardizing leaves them as given.
+    No linear start and no pinned constants: the decoder gives logits and
+    rates beside the Gaussian means.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the encoded data: the sum of the groups' widths.
+    groups : list of [str, int, dict]
+        Each group's likelihood (a key of :data:`LIKELIHOODS`), width and
+        options, in the column order of the encoded data.
+    """
+
+    name = "mixed"
+    standardize = True
+    supports_linear_start = False
+    pins_constant_features = False
+
+    def __init__(self, n_features, groups=()):
+        super().__init__()
+        self.groups = [[str(name), int(width), dict(options or {})]
+                       for name, width, options in groups]
+        if sum(width for _, width, _ in self.groups) != n_features:
+            raise ValueError(f"The groups' widths do not add up to n_features={n_features}.")
+        self.parts = nn.ModuleList(LIKELIHOODS[name](width, **options)
+                                   for name, width, options in self.groups)
+        bounds = np.cumsum([0] + [width for _, width, _ in self.groups])
+        self._slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @property
+    def lr_factors(self):
+        """The parts' ``lr_factors``, under their names in this module."""
+        return {f"parts.{i}.{name}": factor for i, part in enumerate(self.parts)
+                for name, factor in part.lr_factors.items()}
+
+    def options(self):
+        """The constructor's keyword arguments, as builtins (for saving)."""
+        return {"groups": [[name, width, part.options()]
+                           for (name, width, _), part in zip(self.groups, self.parts)]}
+
+    def standardized_features(self):
+        """Boolean array of shape (n_features,): the columns modelled standardized."""
+        return np.concatenate([np.full(width, part.standardize)
+                               for (_, width, _), part in zip(self.groups, self.parts)])
+
+    def reset_parameters(self):
+        for part in self.parts:
+            part.reset_parameters()
+        return self
+
+    def set_scale(self, scale):
+        """Each standardized group adapts to its columns' ``scale_``."""
+        for part, cols in zip(self.parts, self._slices):
+            if part.standardize:
+                part.set_scale(np.asarray(scale)[cols])
+
+    def set_resolution(self, resolution):
+        """Each group gets its columns' resolution."""
+        for part, cols in zip(self.parts, self._slices):
+            part.set_resolution(np.asarray(resolution)[cols])
+        return self
+
+    def encoder_noise_scale(self):
+        """The Gaussian groups' noise scales, 0 on the other columns; None without any."""
+        scales = [part.encoder_noise_scale() for part in self.parts]
+        if all(scale is None for scale in scales):
+            return None
+        device = next(scale for scale in scales if scale is not None).device
+        return torch.cat([torch.zeros(cols.stop - cols.start, device=device)
+                          if scale is None else scale
+                          for scale, cols in zip(scales, self._slices)])
+
+    def log_prob(self, x, out, observed=None):
+        """Sum over the groups of their log-likelihoods of the (observed) cells."""
+        total = 0
+        for part, cols in zip(self.parts, self._slices):
+            total = total + part.log_prob(
+                x[..., cols], out[..., cols], None if observed is None else observed[..., cols])
+        return total
+
+    def mean(self, out):
+        """Each group's means: values, probabilities or rates."""
+        return torch.cat([part.mean(out[..., cols])
+                          for part, cols in zip(self.parts, self._slices)], dim=-1)
+
+    def sample(self, out, generator=None):
+        """A draw of each group's cells."""
+        return torch.cat([part.sample(out[..., cols], generator=generator)
+                          for part, cols in zip(self.parts, self._slices)], dim=-1)
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Refuse: the ONNX export does not cover mixed tables."""
+        raise ValueError(
+            "The ONNX export of skvae does not cover models of mixed tables (a "
+            "DataFrame with categorical or count columns): their inputs are text. "
+            "Use the estimator itself for this model.")
+
+    def check_support(self, X):
+        """Each group's check on its columns."""
+        for part, cols in zip(self.parts, self._slices):
+            part.check_support(X[:, cols])
+
+
+def observation_model(name):
+    """The class of a network's observation model: a likelihood, or ``"mixed"``."""
+    return MixedLikelihood if name == MixedLikelihood.name else LIKELIHOODS[name]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._likelihoods import LIKELIHOODS, _inverse_softplus
+from ._likelihoods import _inverse_softplus, observation_model
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -143,7 +143,8 @@ class VAEModule(nn.Module):
     activation : str
         Key of :data:`ACTIVATIONS`.
     likelihood : {"gaussian", "bernoulli"}
-        Key of :data:`skvae._likelihoods.LIKELIHOODS`; the likelihood object,
+        Key of :data:`skvae._likelihoods.LIKELIHOODS` (a likelihood,
+        or ``"mixed"``: one per group of columns); the likelihood object,
         with its parameters, is the submodule ``observation``.
         ``"gaussian"``: :meth:`decode` returns means (one learned variance per
         feature). ``"bernoulli"``: :meth:`decode` returns logits.
@@ -209,7 +210,8 @@ class VAEModule(nn.Module):
         self.decoder_head = nn.Linear(decoder_sizes[-1], n_features)
         # the likelihood before the linear paths: the parameters of a model saved
         # in format 1 (which had no linear paths) keep their positions
-        self.observation = LIKELIHOODS[likelihood](n_features, **(likelihood_options or {}))
+        self.observation = observation_model(likelihood)(n_features,
+                                                         **(likelihood_options or {}))
         self.encoder_linear = nn.Linear(n_features, n_components, bias=False)
         if self.missing_inputs:
             self.encoder_precision = nn.Parameter(torch.empty(n_components, n_features))

@@ -56,7 +56,11 @@ Formats
     ``classes_`` for class labels), and the network's ``target`` (its model
     of the label given the code, ``target_head``, the last child). A format 8
     or older model loads as one fitted without labels: ``target_weight=0.0``,
-    ``target_type_=None``.
+    ``target_type_=None``. Also the column layout of a mixed table
+    (``_columns``, builtins; the network's likelihood ``"mixed"`` with its
+    groups in ``likelihood_options``) and the fitted ``likelihoods_``. A format
+    8 or older model loads with one likelihood, its ``likelihood``, for every
+    column.
 """
 
 import math
@@ -183,11 +187,16 @@ def import_state(state, version):
         if "module_" in state:
             state.setdefault("tol_", 0.0)
     if fmt <= 8:
-        # models saved before supervised training were fitted without labels
+        # models saved before supervised training were fitted without labels,
+        # and before mixed tables with one likelihood for every column
         state.setdefault("target_weight", 0.0)
         if "module_" in state:
             state.setdefault("target_type_", None)
             state.setdefault("_target_scale", None)
+            state.setdefault("_columns", None)
+            names = state.get("feature_names_in_")
+            labels = range(state["n_features_in_"]) if names is None else list(names)
+            state.setdefault("likelihoods_", dict.fromkeys(labels, state["likelihood"]))
     if fmt <= 1:
         # parameters added in format 2, with the values that describe how those
         # models were trained (from random weights): get_params and clone work

@@ -33,7 +33,7 @@ from skorch.history import History
 from ._data import (BatchIterator, TrainingData, feature_resolution, has_missing, row_blocks,
                     validation_split)
 from ._init import linear_start
-from ._likelihoods import LIKELIHOODS
+from ._likelihoods import observation_model
 from ._losses import RowNoise
 from ._module import VAEModule, empty_on_cpu
 from ._net import VAENet, mean_latent_kl
@@ -326,9 +326,13 @@ def train(params, X, *, epochs, incremental, device, previous=None, target=None)
     Parameters
     ----------
     params : dict
-        The estimator's parameters (``get_params(deep=False)``), validated.
+        The estimator's parameters (``get_params(deep=False)``), validated,
+        with ``likelihood`` resolved to a key of
+        :data:`~skvae._likelihoods.LIKELIHOODS` (or ``"mixed"``) and, optionally,
+        ``likelihood_options`` (its keyword arguments).
     X : ndarray or CSR matrix of shape (n_samples, n_features)
-        Validated training data, in the likelihood's support.
+        Validated training data, in the likelihood's support (a mixed table
+        encoded by :mod:`skvae._columns`).
     epochs : int or "auto"
         The call's budget (``max_epochs``, or 1 for ``partial_fit``).
     incremental : bool
@@ -352,15 +356,14 @@ def train(params, X, *, epochs, incremental, device, previous=None, target=None)
         A new result; ``previous`` and its objects are left as they were.
     """
     p = params
-    likelihood = LIKELIHOODS[p["likelihood"]]
+    likelihood = observation_model(p["likelihood"])
     missing = has_missing(X)
     if previous is None:
         streams = RandomStreams.from_random_state(p["random_state"])
-        mean, scale = standardization(X) if likelihood.standardize else (
-            np.zeros(X.shape[1]), np.ones(X.shape[1]))
         module = build_module(X.shape[1], p, streams.generator("weights"),
                               missing_inputs=missing,
                               target=None if target is None else target.head)
+        mean, scale = model_standardization(X, module.observation)
         module.observation.set_scale(scale)
         module.observation.set_resolution(feature_resolution(X) / scale)
         module = module.to(device)
@@ -461,11 +464,13 @@ def build_module(n_features, params, generator, missing_inputs=False, target=Non
     the code, drawn after the other weights, which are those of the network
     without it.
     """
+    # "auto" on numbers is "gaussian" (skvae._columns resolves it for the estimator)
+    likelihood = "gaussian" if params["likelihood"] == "auto" else params["likelihood"]
     with torch.device("meta"):
         module = VAEModule(n_features, params["n_components"],
                            hidden_sizes(params["hidden_layer_sizes"]), params["activation"],
-                           params["likelihood"], missing_inputs=missing_inputs,
-                           target=target)
+                           likelihood, params.get("likelihood_options"),
+                           missing_inputs=missing_inputs, target=target)
     module = empty_on_cpu(module)
     return module.reset_parameters(generator)
 
@@ -566,6 +571,27 @@ def observed_log_scale(X, scale, missing=None):
     for rows in row_blocks(X):
         out[rows] = (~np.isnan(X[rows])) @ log_scale
     return out
+
+
+def model_standardization(X, observation):
+    """``(mean, scale)`` of the features the likelihood ``observation`` standardizes.
+
+    :func:`standardization` of X for a likelihood that standardizes it all,
+    zeros and ones for one that models it as given, and for a mixture
+    (``standardized_features``) the first on its standardized columns and
+    the second on the others.
+    """
+    d = X.shape[1]
+    if not observation.standardize:
+        return np.zeros(d), np.ones(d)
+    standardized = getattr(observation, "standardized_features", None)
+    if standardized is None:
+        return standardization(X)
+    mean, scale = np.zeros(d), np.ones(d)
+    columns = np.flatnonzero(standardized())
+    if len(columns):
+        mean[columns], scale[columns] = standardization(X[:, columns])
+    return mean, scale
 
 
 def standardization(X):

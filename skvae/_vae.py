@@ -19,8 +19,10 @@ from sklearn.base import (BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transf
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import (Interval, InvalidParameterError, StrOptions,
                                              validate_params)
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (_check_feature_names, _check_n_features, check_is_fitted,
+                                      validate_data)
 
+from ._columns import decode, encode, encoded_sources, resolve_columns
 from ._data import has_missing, inference_map, observed_counts_and_sums
 from ._init import INIT_METHODS
 from ._likelihoods import LIKELIHOODS
@@ -65,8 +67,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Nonlinearity after each hidden layer. ``"identity"`` gives a linear VAE,
         close to probabilistic PCA with one noise variance per feature.
 
-    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Observation model p(x | z). ``"gaussian"``: real-valued data, modelled
+    likelihood : {"auto", "gaussian", "bernoulli", "categorical", "poisson", \
+            "negative_binomial"} or dict, default="auto"
+        Observation model p(x | z). ``"auto"``: ``"gaussian"`` for a numeric
+        array (exactly the former default); for a DataFrame, one likelihood
+        per column from its dtype, as ``HistGradientBoostingClassifier(
+        categorical_features="from_dtype")`` reads them: category, object,
+        string and bool columns are categorical (softmax over the column's
+        categories; ``"bernoulli"`` for two categories), numeric columns
+        Gaussian. A dict maps column names (or indices) to likelihood names,
+        to set count columns (``"poisson"``, ``"negative_binomial"``, with a
+        learned dispersion per column) or override a dtype; the other columns
+        are resolved as by ``"auto"``. The log-likelihood of a row is the sum
+        over its observed cells; a DataFrame with categorical columns comes
+        back as such a DataFrame from :meth:`inverse_transform` and
+        :meth:`sample`. The choice is ``likelihoods_``. A name alone sets the
+        likelihood of every column. ``"gaussian"``: real-valued data, modelled
         after standardization (see ``mean_`` and ``scale_``) with a decoded mean
         and a learned variance per feature, at least ``1e-6`` in standardized
         units and at least the variance of rounding to the feature's
@@ -75,7 +91,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         and tails that bound what one value far outside a feature's training
         range costs (a 1e-4 share of a broad component with the data's typical
         variance). ``"bernoulli"``: data in [0, 1] such as pixel intensities;
-        other values raise a ``ValueError``.
+        other values raise a ``ValueError``. ``"poisson"`` and
+        ``"negative_binomial"``: non-negative integer counts, dense or sparse
+        (the decoder gives log-means). See :ref:`mixed-tables`.
 
     target_weight : float, default=0.0
         Opt-in supervised and semi-supervised training, in [0, 1]. At 0, ``y``
@@ -283,6 +301,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``score`` follows a change of units exactly; 1 for
         ``likelihood="bernoulli"``.
 
+    likelihoods_ : dict
+        The likelihood of each column, by feature name (or index): the
+        ``likelihood`` parameter resolved.
+
     target_type_ : {"binary", "multiclass", "continuous"} or None
         The label the model was trained to predict from the code, as
         :func:`~sklearn.utils.multiclass.type_of_target` saw ``y``; None for
@@ -360,7 +382,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "likelihood": [StrOptions(set(LIKELIHOODS) | {"auto"}), dict],
         "init": [StrOptions(set(INIT_METHODS))],
         "target_weight": [Interval(Real, 0, 1, closed="both")],
         "beta": [Interval(Real, 0, None, closed="left")],
@@ -387,7 +409,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         *,
         hidden_layer_sizes=(256, 128),
         activation="relu",
-        likelihood="gaussian",
+        likelihood="auto",
         init="auto",
         target_weight=0.0,
         beta=1.0,
@@ -519,7 +541,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             self._check_same_architecture()
         X = self._validate_X(X, reset=not resume)
         if not resume:
-            _check_observed_features(X, getattr(self, "feature_names_in_", None))
+            _check_observed_features(X, getattr(self, "feature_names_in_", None)
+                                     if self._columns is None else encoded_sources(self._columns))
         if not resume and self.n_components > X.shape[1]:
             raise ValueError(
                 f"n_components={self.n_components} must be at most n_features="
@@ -527,14 +550,21 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "dimensions that the KL term switches off. Use n_components <= "
                 f"{X.shape[1]}."
             )
-        likelihood = LIKELIHOODS[self.likelihood]
-        likelihood.check_support(X)
+        params = self.get_params(deep=False)
+        if resume:
+            params["likelihood"] = self.module_.likelihood
+        elif self._columns is None:
+            params["likelihood"] = self._likelihood_name
+            LIKELIHOODS[params["likelihood"]].check_support(X)
+        else:  # a mixed table: one likelihood per group of encoded columns
+            params["likelihood"] = "mixed"
+            params["likelihood_options"] = {"groups": self._columns["groups"]}
         if not resume and self.init in ("pca", "factor_analysis") \
-                and not likelihood.supports_linear_start:
+                and params["likelihood"] != "gaussian":
             raise ValueError(
                 f"init={self.init!r} starts from a linear Gaussian model and needs "
-                f"likelihood='gaussian'; got likelihood={self.likelihood!r}. Use "
-                "init='auto' or init='random'."
+                f"likelihood='gaussian' for every column; got likelihood="
+                f"{self.likelihood!r}. Use init='auto' or init='random'."
             )
         target = None
         if self.target_weight > 0:
@@ -550,10 +580,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             fitted_target = None
         else:
             fitted_target = self._fitted_target()
-        result = train(self.get_params(deep=False), X, epochs=epochs, incremental=incremental,
+        result = train(params, X, epochs=epochs, incremental=incremental,
                        device=resolve_device(self.device),
                        previous=self._training_result() if resume else None, target=target)
 
+        if not resume:
+            self.likelihoods_ = self._resolved_likelihoods()
         self.mean_, self.scale_ = result.mean, result.scale
         self.init_ = result.init
         self.n_components_ = result.module.n_components
@@ -596,7 +628,22 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                for name in ("init", "max_epochs", "n_iter_no_change", "tol", "latent_kl",
                             "device")})
 
+    def _resolved_likelihoods(self):
+        """``likelihoods_``: each column's likelihood, by name (or index)."""
+        columns = self._columns
+        if columns is not None:
+            return dict(zip(columns["columns"], columns["kinds"]))
+        names = getattr(self, "feature_names_in_", None)
+        labels = range(self.n_features_in_) if names is None else names.tolist()
+        return {label: self._likelihood_name for label in labels}
+
     def _validate_X(self, X, *, reset):
+        if reset:
+            # the column layout (None for one likelihood on numbers: X as it is)
+            self._columns, self._likelihood_name = resolve_columns(X, self.likelihood)
+        columns = getattr(self, "_columns", None)
+        if columns is not None:
+            return self._validate_table(X, columns, reset=reset)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                           ensure_all_finite="allow-nan", reset=reset)
         if sp.issparse(X) and np.isnan(X.data).any():
@@ -608,6 +655,17 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             X = X.copy()  # sum duplicate entries, never in the caller's arrays
             X.sum_duplicates()
         return X
+
+    def _validate_table(self, X, columns, *, reset):
+        """A mixed table (DataFrame) checked against the fitted columns, encoded."""
+        if not hasattr(X, "iloc"):
+            X = check_array(X, dtype=None, ensure_all_finite="allow-nan", input_name="X")
+        _check_feature_names(self, X, reset=reset)
+        _check_n_features(self, X, reset=reset)
+        if X.shape[0] == 0:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a "
+                             "minimum of 1 is required.")
+        return encode(columns, X)
 
     def _validate_params(self):
         _check_n_components(self.n_components)
@@ -631,6 +689,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _check_same_architecture(self):
         fitted = self._fitted_architecture
         for name in _ARCHITECTURE:
+            if name == "likelihood" and (self.likelihood == "auto"
+                                         or isinstance(self.likelihood, dict)
+                                         or getattr(self, "_columns", None) is not None):
+                continue  # resolved from the data at the first fit, and kept
             new = getattr(self, name)
             if name == "hidden_layer_sizes":
                 new = hidden_sizes(new)
@@ -706,9 +768,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, `n_features_in_`)
+        X_original : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
             Means of p(x | z): in the units of the training data for the
-            Gaussian likelihood, probabilities in [0, 1] for the Bernoulli one.
+            Gaussian likelihood, probabilities in [0, 1] for the Bernoulli one,
+            rates for counts. For a model of a DataFrame with categorical
+            columns, a DataFrame with the fitted columns, dtypes and
+            categories: the most probable category of each categorical cell
+            (the second category of a Bernoulli column where its probability
+            is at least 0.5); integer columns rounded.
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="X")
@@ -718,12 +785,19 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"X has {Z.shape[1]} columns, but inverse_transform expects latent codes "
                 f"with n_components={n_components} columns."
             )
-        X_original = self._inference(Z, lambda module, z: module.decoder_mean(z),
-                                     (self.n_features_in_,), standardize=False)
+        return self._decode(Z, lambda module, z: module.decoder_mean(z))
+
+    def _decode(self, Z, fn):
+        """``fn(module, z)`` (means or draws in model units) in the original units.
+
+        For a mixed table, the table itself (:func:`skvae._columns.decode`).
+        """
+        X_original = self._inference(Z, fn, (len(self.mean_),), standardize=False)
         if self.module_.observation.standardize:  # in place: no copies of the output
             X_original *= self.scale_.astype(Z.dtype)
             X_original += self.mean_.astype(Z.dtype)
-        return X_original
+        columns = getattr(self, "_columns", None)
+        return X_original if columns is None else decode(columns, X_original)
 
     def score_samples(self, X, n_importance_samples=1):
         """Log-likelihood bound of each sample, in nats, in the units of X.
@@ -815,14 +889,33 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Returns
         -------
-        X : ndarray of shape (n_samples, `n_features_in_`)
-            Decoder means of the draws, in the original units.
+        X : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
+            Decoder means of the draws, in the original units. For a model of
+            a DataFrame with categorical columns, a DataFrame as
+            :meth:`inverse_transform` gives, whose discrete cells (categorical,
+            Bernoulli and count columns) are draws from p(x | z).
         """
         check_is_fitted(self)
         seed = make_seed(self.random_state if random_state is None else random_state)
-        z = torch.randn(n_samples, self.module_.n_components,
-                        generator=make_generator(seed), dtype=torch.float64)
-        return self.inverse_transform(z.numpy())
+        generator = make_generator(seed)
+        z = torch.randn(n_samples, self.module_.n_components, generator=generator,
+                        dtype=torch.float64)
+        columns = getattr(self, "_columns", None)
+        if columns is None:
+            return self.inverse_transform(z.numpy())
+        # a mixed table: the real cells are decoder means, as for numeric data,
+        # the discrete ones draws (the same generator, after the codes)
+        real = torch.as_tensor(self.module_.observation.standardized_features())
+        draws_seed, generators = make_seed(np.random.RandomState(seed)), {}
+
+        def draw(module, z):
+            if z.device not in generators:
+                generators[z.device] = make_generator(draws_seed, z.device)
+            out = module.decode(z)
+            draws = module.observation.sample(out, generator=generators[z.device])
+            return torch.where(real.to(z.device), module.observation.mean(out), draws)
+
+        return self._decode(z.numpy(), draw)
 
     # ---------------------------------------------------------------- contract
 

@@ -257,6 +257,17 @@ def _write_decoder(w, z, estimator, output):
 
 # ------------------------------------------------------- skl2onnx converter
 
+def _check_exportable(estimator):
+    """Refuse a model of a mixed table: its inputs are text and categories."""
+    if getattr(estimator, "_columns", None) is not None:
+        kinds = sorted(set(estimator._columns["kinds"]))
+        raise ValueError(
+            "skvae's ONNX export covers models of numeric arrays; this VAETransformer "
+            f"was fitted on a table with {', '.join(kinds)} columns (likelihoods_), whose "
+            "categorical inputs the export does not encode. Use the estimator itself, or "
+            "fit it on numeric (e.g. one-hot encoded) columns to export it.")
+
+
 def _check_input(estimator, input_type):
     if not isinstance(input_type, FloatTensorType):
         raise TypeError(
@@ -278,6 +289,7 @@ def _calculate_shape(operator):
     """skl2onnx shape calculator: (N, n_features) float32 -> (N, n_components)."""
     estimator = operator.raw_operator
     check_is_fitted(estimator)
+    _check_exportable(estimator)
     if len(operator.inputs) != 1 or len(operator.outputs) != 1:
         raise RuntimeError("VAETransformer's ONNX operator takes one input and one output.")
     _check_input(estimator, operator.inputs[0].type)
@@ -352,6 +364,7 @@ def to_onnx_decoder(estimator, *, target_opset=None):
             "pipeline.named_steps['vae']."
         )
     check_is_fitted(estimator)
+    _check_exportable(estimator)
     opset = _default_opset() if target_opset is None else int(target_opset)
     w = _HelperWriter(opset)
     module = estimator.module_

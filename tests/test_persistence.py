@@ -272,6 +272,9 @@ def test_format_1_file_loads_and_gives_its_outputs():
     params = est.get_params()
     assert params["init"] == "random" and params["n_threads"] == "auto"
     assert clone(est).get_params() == params
+    # fitted attributes added since: one likelihood for every column, no labels
+    assert est.likelihoods_ == dict.fromkeys(range(X.shape[1]), params["likelihood"])
+    assert est.target_type_ is None
 
 
 def test_format_2_state_loads_with_one_variance_floor():
