@@ -6,11 +6,14 @@ home needs: one float per row, a class index or a standardized target, NaN for a
 row without a label, and the fitted attributes that say how (the classes, or
 the target's mean and scale). It knows NumPy and scikit-learn, not torch.
 
-Conventions (scikit-learn's): class labels are what
-:func:`~sklearn.utils.multiclass.type_of_target` calls ``"binary"`` or
-``"multiclass"`` (ints, strings, integral floats), with -1 for a row without a
-label, as in :mod:`sklearn.semi_supervised`; a continuous target (type
-``"continuous"``) has NaN for a row without one.
+Conventions: a float ``y`` is a continuous target, as a regressor reads it,
+with NaN for a row without one, even when its values are whole numbers (the
+diabetes progression score, a count, a price): scikit-learn's
+:func:`~sklearn.utils.multiclass.type_of_target` calls those ``"multiclass"``,
+and a model of 214 classes of one target each taught the codes nothing of it.
+Class labels are ints, bools or strings (what ``type_of_target`` then calls
+``"binary"`` or ``"multiclass"``), with -1 for a row without a label, as in
+:mod:`sklearn.semi_supervised`.
 """
 
 from dataclasses import dataclass
@@ -115,7 +118,8 @@ def check_target(y, n_samples, target_weight, fitted=None):
             seen &= ~_equals_unlabelled(y)
         if not seen.any():
             _no_label(target_weight)
-        kind = type_of_target(y[seen].tolist() if y.dtype.kind == "O" else y[seen])
+        kind = ("continuous" if y.dtype.kind == "f"
+                else type_of_target(y[seen].tolist() if y.dtype.kind == "O" else y[seen]))
     if kind == "continuous":
         values = np.where(nan, np.nan, y).astype(np.float64)
         labelled = ~nan

@@ -102,9 +102,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``partial_fit(X, y)`` add to the objective the log-likelihood of each
         labelled row's label given its code, log p(y | z), from a linear
         model of the label on the code (a softmax over the classes for class
-        labels, binary or multiclass, ints or strings; a Gaussian for a
-        continuous target, as :func:`~sklearn.utils.multiclass.type_of_target`
-        sees ``y``). The codes then place the classes (or the target's levels)
+        labels, binary or multiclass: ints, bools or strings; a Gaussian for a
+        continuous target: a float ``y``, whole numbers included, as a
+        regressor reads it). The codes then place the classes (or the target's levels)
         apart, where a linear classifier or nearest neighbours find them.
         Rows without a label are -1 for class labels (scikit-learn's
         semi-supervised convention) or NaN for a continuous target; they
@@ -306,9 +306,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``likelihood`` parameter resolved.
 
     target_type_ : {"binary", "multiclass", "continuous"} or None
-        The label the model was trained to predict from the code, as
-        :func:`~sklearn.utils.multiclass.type_of_target` saw ``y``; None for
-        a model fitted with ``target_weight=0``.
+        The label the model was trained to predict from the code:
+        ``"continuous"`` for a float ``y``, otherwise what
+        :func:`~sklearn.utils.multiclass.type_of_target` saw; None for a model
+        fitted with ``target_weight=0``.
 
     classes_ : ndarray of shape (n_classes,)
         The class labels (with class labels as the target only).

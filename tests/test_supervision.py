@@ -331,3 +331,17 @@ def test_imputer_with_a_supervised_model(digits):
     assert not np.isnan(imputer.transform(X)).any()
     with pytest.raises(ValueError, match="got no y"):
         VAEImputer(target_weight=0.5, max_epochs=2).fit(X)
+
+
+def test_a_float_target_of_whole_numbers_is_continuous():
+    """Diabetes' target is whole numbers in a float array: type_of_target calls
+    it "multiclass", a regressor reads it as a target (as skvae does now)."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 4)
+    y = np.round(50 + 10 * X[:, 0])  # float64, integral
+    vae = VAETransformer(2, target_weight=0.5, hidden_layer_sizes=(8,), max_epochs=2,
+                         random_state=0, device="cpu").fit(X, y)
+    assert vae.target_type_ == "continuous" and not hasattr(vae, "classes_")
+    labels = VAETransformer(2, target_weight=0.5, hidden_layer_sizes=(8,), max_epochs=2,
+                            random_state=0, device="cpu").fit(X, (y > 50).astype(int))
+    assert labels.target_type_ == "binary"
