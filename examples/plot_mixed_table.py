@@ -47,12 +47,17 @@ print(vae.likelihoods_)
 print(f"score: {vae.score(penguins):.2f} nats per row")
 codes = vae.transform(penguins)
 
-fig, (ax_codes, ax_fill) = plt.subplots(1, 2, figsize=(10, 4.2))
+fig, ax_codes = plt.subplots(figsize=(5.5, 4.2))
 for species in penguins["species"].cat.categories:
     rows = (penguins["species"] == species).to_numpy()
     ax_codes.scatter(codes[rows, 0], codes[rows, 1], s=10, label=species)
 ax_codes.set(xlabel="code 1", ylabel="code 2", title="Codes of the penguin table")
 ax_codes.legend(title="species")
+plt.show()
+
+# %%
+# The three species, which the model sees as one of its columns, fall apart in
+# the latent space.
 
 # %%
 # A DataFrame out
@@ -85,6 +90,7 @@ nrmse = {c: float(np.sqrt(((filled[c] - penguins[c])[holes[:, i]] ** 2).mean())
                   / penguins[c].std())
          for i, c in enumerate(penguins.columns) if c in real}
 names = list(error) + list(nrmse)
+fig, ax_fill = plt.subplots(figsize=(6.5, 3.6))
 ax_fill.barh(names, list(error.values()) + list(nrmse.values()),
              color=["tab:orange"] * len(error) + ["tab:blue"] * len(nrmse))
 ax_fill.set(xlabel="error rate (text) / RMSE in standard deviations (real)",
@@ -93,8 +99,6 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# The left panel shows the codes of the table: the three species, which the
-# model sees as one of its columns, fall apart in the latent space. The right
-# panel shows how well the imputer filled the holes: the share of text holes
+# The bars show how well the imputer filled the holes: the share of text holes
 # given a wrong category (orange) and the error of the real ones in units of
 # each column's spread (blue). The filled table has the dtypes of the original.
