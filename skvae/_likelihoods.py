@@ -340,24 +340,18 @@ class GaussianLikelihood(nn.Module):
         """Any real value is supported."""
 
 
-class BernoulliLikelihood(nn.Module):
-    """Bernoulli p(x | z) for data in [0, 1]; the decoder gives logits.
+class _DiscreteLikelihood(nn.Module):
+    """Shared parts of the likelihoods of discrete data, modelled as given
+    (Bernoulli, categorical, Poisson, negative binomial).
 
-    Parameters
-    ----------
-    n_features : int
-        Width of the data (unused: the likelihood has no parameters).
+    No standardization, no linear Gaussian start, no pinned constants (the
+    decoder gives logits or log-rates, not values in the data's units), no
+    noise on the encoder's input.
     """
 
-    name = "bernoulli"
-    #: the data are modelled as given (in [0, 1]), not standardized
     standardize = False
-    #: no linear Gaussian start: the decoder gives logits, not Gaussian means
     supports_linear_start = False
-    #: constant features are decoded like the others: the decoder gives logits,
-    #: not values in the data's units (a constant 0 or 1 is an infinite logit)
     pins_constant_features = False
-    #: no parameter with a step size of its own
     lr_factors = {}
 
     def __init__(self, n_features):
@@ -374,12 +368,31 @@ class BernoulliLikelihood(nn.Module):
         """Nothing to adapt: the data are modelled as given."""
 
     def set_resolution(self, resolution):
-        """Nothing to adapt: the Bernoulli likelihood has no variance."""
+        """Nothing to adapt: a discrete likelihood has no variance."""
         return self
 
     def encoder_noise_scale(self):
-        """None: the encoder sees the data (in [0, 1]) as they are in training."""
+        """None: the encoder sees the data as they are in training."""
         return None
+
+    def write_onnx_mean(self, writer, x, output=None):
+        """Refuse: the ONNX decoder covers the Gaussian and Bernoulli likelihoods."""
+        raise ValueError(
+            f"The ONNX export of skvae does not cover likelihood={self.name!r}; it "
+            "covers 'gaussian' and 'bernoulli'. Use the estimator itself "
+            "(inverse_transform) for this model.")
+
+
+class BernoulliLikelihood(_DiscreteLikelihood):
+    """Bernoulli p(x | z) for data in [0, 1]; the decoder gives logits.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the data (unused: the likelihood has no parameters).
+    """
+
+    name = "bernoulli"
 
     def log_prob(self, x, out, observed=None):
         """Sum over (observed) features of x log p + (1 - x) log(1 - p), p = sigmoid(out)."""
@@ -430,48 +443,6 @@ class BernoulliLikelihood(nn.Module):
                 f"[{low:g}, {high:g}]. Rescale X to [0, 1] (e.g. with "
                 "sklearn.preprocessing.MinMaxScaler) or use likelihood='gaussian'."
             )
-
-
-class _DiscreteLikelihood(nn.Module):
-    """Shared parts of the likelihoods of discrete data, modelled as given.
-
-    No standardization, no linear Gaussian start, no pinned constants (the
-    decoder gives logits or log-rates, not values in the data's units), no
-    noise on the encoder's input.
-    """
-
-    standardize = False
-    supports_linear_start = False
-    pins_constant_features = False
-    lr_factors = {}
-
-    def __init__(self, n_features):
-        super().__init__()
-
-    def options(self):
-        """The constructor's keyword arguments: none."""
-        return {}
-
-    def reset_parameters(self):
-        return self
-
-    def set_scale(self, scale):
-        """Nothing to adapt: the data are modelled as given."""
-
-    def set_resolution(self, resolution):
-        """Nothing to adapt: a discrete likelihood has no variance."""
-        return self
-
-    def encoder_noise_scale(self):
-        """None: the encoder sees the data as they are in training."""
-        return None
-
-    def write_onnx_mean(self, writer, x, output=None):
-        """Refuse: the ONNX decoder covers the Gaussian and Bernoulli likelihoods."""
-        raise ValueError(
-            f"The ONNX export of skvae does not cover likelihood={self.name!r}; it "
-            "covers 'gaussian' and 'bernoulli'. Use the estimator itself "
-            "(inverse_transform) for this model.")
 
 
 def _check_counts(X, name):
