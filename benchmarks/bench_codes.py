@@ -96,6 +96,18 @@ K2_TARGETS = {"digits": (0.75, 0.80), "mnist_5k": (0.65, 0.64)}
 TIE = 1e-9
 
 
+def umap_available(requested=True):
+    """Whether a UMAP column is asked for and umap-learn is there to fill it."""
+    if not requested:
+        return False
+    try:
+        import umap  # noqa: F401, PLC0415 (is it installed?)
+    except ImportError:
+        print("umap-learn is not installed: no UMAP column")
+        return False
+    return True
+
+
 def accuracies(codes_train, y_train, codes_test, y_test):
     """LR on standardized codes and 5-NN on the codes: test accuracies."""
     lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
@@ -255,13 +267,7 @@ def main(argv=None):
     names = list(DATASETS) if args.only is None else args.only.split(",")
     ks = None if args.ks is None else {int(k) for k in args.ks.split(",")}
     params = json.loads(args.params)
-    with_umap = not args.no_umap
-    if with_umap:
-        try:
-            import umap  # noqa: F401, PLC0415 (is it installed?)
-        except ImportError:
-            print("umap-learn is not installed: no UMAP column")
-            with_umap = False
+    with_umap = umap_available(not args.no_umap)
     start = time.perf_counter()
     rows = run(names, ks, args.seeds, params, args.n_jobs, with_umap, args.diagnostics)
     print(f"### skvae codes benchmark\n\n{_cpu_model()}, {os.cpu_count()} cores; torch "

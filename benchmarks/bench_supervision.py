@@ -62,10 +62,10 @@ from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from skvae import VAETransformer
 
 try:  # the other benchmarks' helpers (run as a script from the repository root)
-    from bench_codes import _mnist, _sklearn, accuracies
+    from bench_codes import _mnist, _sklearn, accuracies, umap_available
     from bench_quality import _cpu_model
 except ImportError:  # pragma: no cover - imported from elsewhere
-    from benchmarks.bench_codes import _mnist, _sklearn, accuracies
+    from benchmarks.bench_codes import _mnist, _sklearn, accuracies, umap_available
     from benchmarks.bench_quality import _cpu_model
 
 #: name -> (loader, values of k, continuous target)
@@ -293,13 +293,7 @@ def main(argv=None):
     specs = _parse_rows(args.only or ",".join(ROWS))
     ks = None if args.ks is None else {int(k) for k in args.ks.split(",")}
     params = json.loads(args.params)
-    with_umap = not args.no_umap
-    if with_umap:
-        try:
-            import umap  # noqa: F401, PLC0415 (is it installed?)
-        except ImportError:
-            print("umap-learn is not installed: no UMAP column")
-            with_umap = False
+    with_umap = umap_available(not args.no_umap)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     warnings.filterwarnings("ignore", message=".*n_jobs value 1 overridden.*")
